@@ -1,0 +1,274 @@
+//! The OCI-to-WASI mapping: a pure function from a spec and its rootfs to a [`WasiPlan`].
+//!
+//! Deny by default. The guest gets exactly:
+//! - `args`: `process.args`, argv[0] as written (without an `#export` suffix);
+//! - `env`: `process.env` (`KEY=VALUE`, later entries win), plus `PWD` set to the cwd unless
+//!   the spec sets it;
+//! - preopens: the rootfs as `/` (read-only when `root.readonly`), and each OCI bind mount
+//!   of a directory at its destination (read-only when its options say `ro`). Other mount
+//!   types (proc, sysfs, tmpfs, ...) expose host kernel state and are never preopened; bind
+//!   mounts of single files cannot be WASI preopens and are left out.
+//!
+//! WASI has no working directory of its own (wasi-libc starts every program at `/`), so
+//! `process.cwd` is honoured for locating the entrypoint, validated to exist, and passed as
+//! `PWD`.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{Mount, Spec};
+
+use crate::entrypoint::{find, Entrypoint};
+use crate::error::{Error, Result};
+use crate::rootfs::resolve;
+use crate::spec::root_readonly;
+
+/// A directory the guest may open, and how.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Preopen {
+    /// Directory on the host.
+    pub host: PathBuf,
+    /// Path the guest sees it at.
+    pub guest: String,
+    /// Whether writes are refused.
+    pub readonly: bool,
+}
+
+/// Everything a WASI context is built from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WasiPlan {
+    pub entrypoint: Entrypoint,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    pub preopens: Vec<Preopen>,
+}
+
+/// Compute the plan for `spec` whose rootfs is at `rootfs` on the host.
+pub fn plan(spec: &Spec, rootfs: &Path) -> Result<WasiPlan> {
+    if !rootfs.is_dir() {
+        return Err(Error::RootfsMissing {
+            path: rootfs.to_path_buf(),
+        });
+    }
+    let process = spec.process().as_ref().ok_or(Error::MissingProcess)?;
+    let spec_args = process.args().as_deref().unwrap_or_default();
+    let arg0 = spec_args.first().ok_or(Error::EmptyArgs)?;
+
+    let cwd = process.cwd().to_string_lossy().into_owned();
+    let cwd = if cwd.is_empty() { "/".to_string() } else { cwd };
+    if !cwd.starts_with('/') {
+        return Err(Error::CwdNotAbsolute { cwd });
+    }
+    if !resolve(rootfs, &cwd)?.is_dir() {
+        return Err(Error::CwdNotFound { cwd });
+    }
+
+    let mut env = parse_env(process.env().as_deref().unwrap_or_default())?;
+    if !env.iter().any(|(k, _)| k == "PWD") {
+        env.push(("PWD".to_string(), cwd.clone()));
+    }
+    let path_env = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let entrypoint = find(rootfs, arg0, &cwd, path_env)?;
+
+    let mut args = Vec::with_capacity(spec_args.len());
+    args.push(entrypoint.arg0.clone());
+    args.extend(spec_args[1..].iter().cloned());
+
+    let mut preopens = vec![Preopen {
+        host: rootfs.to_path_buf(),
+        guest: "/".to_string(),
+        readonly: root_readonly(spec),
+    }];
+    for mount in spec.mounts().as_deref().unwrap_or_default() {
+        if let Some(p) = mount_preopen(mount)? {
+            preopens.push(p);
+        }
+    }
+
+    Ok(WasiPlan {
+        entrypoint,
+        args,
+        env,
+        cwd,
+        preopens,
+    })
+}
+
+/// Parse `KEY=VALUE` entries; a later entry for the same key replaces the earlier one.
+pub fn parse_env(entries: &[String]) -> Result<Vec<(String, String)>> {
+    let mut env: Vec<(String, String)> = Vec::with_capacity(entries.len() + 1);
+    for entry in entries {
+        let Some((k, v)) = entry.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(Error::InvalidEnv {
+                entry: entry.clone(),
+            });
+        };
+        match env.iter_mut().find(|(key, _)| key == k) {
+            Some(slot) => slot.1 = v.to_string(),
+            None => env.push((k.to_string(), v.to_string())),
+        }
+    }
+    Ok(env)
+}
+
+fn has_option(mount: &Mount, wanted: &[&str]) -> bool {
+    mount
+        .options()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|o| wanted.contains(&o.as_str()))
+}
+
+/// The preopen for a bind mount of a directory; `None` for every other mount.
+fn mount_preopen(mount: &Mount) -> Result<Option<Preopen>> {
+    let is_bind = mount.typ().as_deref() == Some("bind") || has_option(mount, &["bind", "rbind"]);
+    let destination = mount.destination().to_string_lossy().into_owned();
+    let Some(source) = mount.source().as_ref().filter(|_| is_bind) else {
+        return Ok(None);
+    };
+    if destination == "/" || !destination.starts_with('/') {
+        return Ok(None);
+    }
+    let meta = std::fs::metadata(source).map_err(|_| Error::MountSourceMissing {
+        destination: destination.clone(),
+        source_path: source.clone(),
+    })?;
+    if !meta.is_dir() {
+        return Ok(None);
+    }
+    Ok(Some(Preopen {
+        host: source.clone(),
+        guest: destination,
+        readonly: has_option(mount, &["ro"]),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse;
+
+    const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+    fn bundle() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("rootfs");
+        std::fs::create_dir_all(r.join("app")).unwrap();
+        std::fs::write(r.join("hello.wasm"), MODULE).unwrap();
+        std::fs::create_dir_all(d.path().join("data")).unwrap();
+        std::fs::write(d.path().join("hosts"), b"127.0.0.1 localhost").unwrap();
+        d
+    }
+
+    fn spec_with(process: &str, extra: &str) -> Spec {
+        let process = process.replacen('{', r#"{"user":{"uid":0,"gid":0},"#, 1);
+        let text = format!(
+            r#"{{"ociVersion":"1.0.2","process":{process},"root":{{"path":"rootfs"}}{extra}}}"#
+        );
+        parse(&text, Path::new("config.json")).unwrap()
+    }
+
+    #[test]
+    fn args_env_cwd_and_root_preopen() {
+        let b = bundle();
+        let spec = spec_with(
+            r#"{"args":["/hello.wasm#main","a","b c"],"env":["A=1","B=x=y","A=2"],"cwd":"/app"}"#,
+            "",
+        );
+        let plan = plan(&spec, &b.path().join("rootfs")).unwrap();
+        assert_eq!(plan.args, ["/hello.wasm", "a", "b c"]);
+        assert_eq!(plan.entrypoint.export, "main");
+        assert_eq!(
+            plan.env,
+            [
+                ("A".into(), "2".into()),
+                ("B".into(), "x=y".into()),
+                ("PWD".into(), "/app".into())
+            ]
+        );
+        assert_eq!(plan.cwd, "/app");
+        assert_eq!(
+            plan.preopens,
+            [Preopen {
+                host: b.path().join("rootfs"),
+                guest: "/".into(),
+                readonly: false
+            }]
+        );
+    }
+
+    #[test]
+    fn readonly_root_makes_readonly_preopen() {
+        let b = bundle();
+        let text = r#"{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"args":["/hello.wasm"],"cwd":"/"},"root":{"path":"rootfs","readonly":true}}"#;
+        let spec = parse(text, Path::new("c")).unwrap();
+        let plan = plan(&spec, &b.path().join("rootfs")).unwrap();
+        assert!(plan.preopens[0].readonly);
+    }
+
+    #[test]
+    fn only_directory_bind_mounts_become_preopens() {
+        let b = bundle();
+        let d = b.path().display();
+        let mounts = format!(
+            r#","mounts":[
+              {{"destination":"/proc","type":"proc","source":"proc"}},
+              {{"destination":"/data","type":"bind","source":"{d}/data","options":["rbind","ro"]}},
+              {{"destination":"/rw","source":"{d}/data","options":["bind"]}},
+              {{"destination":"/etc/hosts","type":"bind","source":"{d}/hosts","options":["rbind"]}},
+              {{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid"]}}
+            ]"#
+        );
+        let spec = spec_with(r#"{"args":["/hello.wasm"],"cwd":"/"}"#, &mounts);
+        let plan = plan(&spec, &b.path().join("rootfs")).unwrap();
+        let got: Vec<(&str, bool)> = plan
+            .preopens
+            .iter()
+            .map(|p| (p.guest.as_str(), p.readonly))
+            .collect();
+        assert_eq!(got, [("/", false), ("/data", true), ("/rw", false)]);
+    }
+
+    #[test]
+    fn missing_bind_source_is_an_error_naming_it() {
+        let b = bundle();
+        let spec = spec_with(
+            r#"{"args":["/hello.wasm"],"cwd":"/"}"#,
+            r#","mounts":[{"destination":"/x","type":"bind","source":"/nonexistent/wasmlet"}]"#,
+        );
+        let err = plan(&spec, &b.path().join("rootfs")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/wasmlet"), "{err}");
+    }
+
+    #[test]
+    fn bad_cwd_and_env_are_named() {
+        let b = bundle();
+        let r = b.path().join("rootfs");
+        let spec = spec_with(r#"{"args":["/hello.wasm"],"cwd":"/nope"}"#, "");
+        assert!(matches!(plan(&spec, &r), Err(Error::CwdNotFound { .. })));
+        let spec = spec_with(r#"{"args":["/hello.wasm"],"cwd":"relative"}"#, "");
+        assert!(matches!(plan(&spec, &r), Err(Error::CwdNotAbsolute { .. })));
+        let spec = spec_with(r#"{"args":["/hello.wasm"],"cwd":"/","env":["NOEQUALS"]}"#, "");
+        assert!(matches!(plan(&spec, &r), Err(Error::InvalidEnv { .. })));
+    }
+
+    #[test]
+    fn missing_rootfs_is_reported() {
+        let b = bundle();
+        let spec = spec_with(r#"{"args":["/hello.wasm"],"cwd":"/"}"#, "");
+        let err = plan(&spec, &b.path().join("absent")).unwrap_err();
+        assert!(matches!(err, Error::RootfsMissing { .. }));
+    }
+
+    #[test]
+    fn explicit_pwd_is_kept() {
+        let b = bundle();
+        let spec = spec_with(r#"{"args":["/hello.wasm"],"cwd":"/app","env":["PWD=/x"]}"#, "");
+        let plan = plan(&spec, &b.path().join("rootfs")).unwrap();
+        assert_eq!(plan.env, [("PWD".into(), "/x".into())]);
+    }
+}

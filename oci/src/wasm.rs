@@ -1,0 +1,87 @@
+//! Recognising WebAssembly binaries from their first bytes: core modules, components,
+//! and the files people most often put where a module should be (ELF binaries, scripts).
+
+use crate::error::{Error, Result};
+
+/// The WebAssembly binary magic, `\0asm`.
+pub const MAGIC: [u8; 4] = *b"\0asm";
+/// Header bytes needed by [`sniff`].
+pub const HEADER_LEN: usize = 8;
+
+/// What kind of WebAssembly binary a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WasmKind {
+    /// A core module (WASI preview 1 and plain modules).
+    Module,
+    /// A component (WASI preview 2, `wasi:cli/run`).
+    Component,
+}
+
+/// Classify a binary from its first [`HEADER_LEN`] bytes (fewer if the file is shorter).
+/// `path` only names the file in errors.
+pub fn sniff(header: &[u8], path: &str) -> Result<WasmKind> {
+    if header.len() < HEADER_LEN || header[..4] != MAGIC {
+        return Err(Error::NotWasm {
+            path: path.to_string(),
+            detail: describe_non_wasm(header),
+        });
+    }
+    // Core modules: version 1, layer 0. Components: version 0x0d (pre-1.0 encoding), layer 1.
+    let version = u16::from_le_bytes([header[4], header[5]]);
+    let layer = u16::from_le_bytes([header[6], header[7]]);
+    match (layer, version) {
+        (0, 1) => Ok(WasmKind::Module),
+        (1, _) => Ok(WasmKind::Component),
+        _ => Err(Error::UnsupportedWasmVersion {
+            path: path.to_string(),
+            version: u32::from_le_bytes([header[4], header[5], header[6], header[7]]),
+        }),
+    }
+}
+
+fn describe_non_wasm(header: &[u8]) -> String {
+    if header.is_empty() {
+        "the file is empty".into()
+    } else if header.starts_with(b"\x7fELF") {
+        "it is an ELF executable (native binaries are not WebAssembly)".into()
+    } else if header.starts_with(b"#!") {
+        "it is a script (starts with #!)".into()
+    } else if header.starts_with(b"(module") || header.starts_with(b"(component") {
+        "it is WebAssembly text (.wat); compile it to binary first".into()
+    } else {
+        format!(
+            "missing the \\0asm magic (starts with {:02x?})",
+            &header[..header.len().min(4)]
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_module_and_component() {
+        assert_eq!(sniff(b"\0asm\x01\0\0\0", "m").unwrap(), WasmKind::Module);
+        assert_eq!(sniff(b"\0asm\x0d\0\x01\0", "c").unwrap(), WasmKind::Component);
+    }
+
+    #[test]
+    fn non_wasm_files_are_described() {
+        let elf = sniff(b"\x7fELF\x02\x01\x01\0", "/bin/sh").unwrap_err().to_string();
+        assert!(elf.contains("ELF") && elf.contains("/bin/sh"), "{elf}");
+        let script = sniff(b"#!/bin/sh\necho", "s").unwrap_err().to_string();
+        assert!(script.contains("script"), "{script}");
+        let empty = sniff(b"", "e").unwrap_err().to_string();
+        assert!(empty.contains("empty"), "{empty}");
+        let text = sniff(b"hello world", "t").unwrap_err().to_string();
+        assert!(text.contains("magic"), "{text}");
+    }
+
+    #[test]
+    fn unknown_version_is_refused() {
+        let err = sniff(b"\0asm\x02\0\0\0", "v").unwrap_err();
+        assert!(matches!(err, Error::UnsupportedWasmVersion { .. }), "{err}");
+    }
+}

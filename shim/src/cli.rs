@@ -1,0 +1,28 @@
+//! What the binary does with its command line: be a workload process, print its version,
+//! or hand over to containerd-shim's `start` / `delete` / daemon handling.
+
+use crate::engine::Engine;
+use crate::shim::WasmletShim;
+use crate::workload::{self, WORKLOAD_ARG};
+
+/// `main` of a shim binary for engine `E`, serving runtime `runtime_id`.
+pub fn main<E: Engine>(runtime_id: &str) {
+    let first = std::env::args_os().nth(1);
+    match first.as_ref().and_then(|a| a.to_str()) {
+        Some(WORKLOAD_ARG) => workload::main::<E>(),
+        Some("-v" | "-version" | "--version") => {
+            println!(
+                "{runtime_id}\n  Version: {}\n  Engine: {}",
+                env!("CARGO_PKG_VERSION"),
+                E::NAME
+            );
+        }
+        _ => {
+            let config = containerd_shim::Config {
+                default_log_level: "warn".to_string(),
+                ..Default::default()
+            };
+            containerd_shim::run::<WasmletShim>(runtime_id, Some(config));
+        }
+    }
+}

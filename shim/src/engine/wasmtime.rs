@@ -1,0 +1,261 @@
+//! The Wasmtime engine: WASI preview 1 core modules and preview 2 components
+//! (`wasi:cli/run`). This is the only file that imports `wasmtime` and `wasmtime-wasi`.
+
+use std::path::Path;
+
+use wasmtime::component::{Component, Linker as ComponentLinker};
+use wasmtime::{Config, Engine as WtEngine, ExternType, InstancePre, Linker, Module, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::{FsPerms, I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmlet_oci::{WasiPlan, WasmKind};
+
+use super::{Engine, Prepared, TRAP_EXIT_CODE};
+use crate::cache::{FingerprintHasher, ModuleCache};
+use crate::error::{Error, Result};
+
+/// Wasmtime with its default (Cranelift) configuration.
+pub struct Wasmtime {
+    engine: WtEngine,
+    fingerprint: String,
+}
+
+/// A module or component, linked and with its WASI context, ready to instantiate.
+pub enum WasmtimePrepared {
+    Core {
+        engine: WtEngine,
+        pre: InstancePre<WasiP1Ctx>,
+        ctx: WasiP1Ctx,
+        export: String,
+    },
+    Component {
+        engine: WtEngine,
+        pre: CommandPre<P2Ctx>,
+        ctx: P2Ctx,
+    },
+}
+
+/// Store data for components.
+pub struct P2Ctx {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for P2Ctx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn invalid(plan: &WasiPlan) -> impl FnOnce(wasmtime::Error) -> Error + '_ {
+    move |e| Error::ModuleInvalid {
+        module: plan.entrypoint.guest_path.clone(),
+        message: format!("{e:#}"),
+    }
+}
+
+fn engine_err(e: wasmtime::Error) -> Error {
+    Error::Engine(format!("{e:#}"))
+}
+
+impl Wasmtime {
+    /// Load a compiled artifact from the cache, or compile and store it.
+    fn load<T>(
+        &self,
+        plan: &WasiPlan,
+        cache: &ModuleCache,
+        precompile: impl FnOnce(&WtEngine, &[u8]) -> wasmtime::Result<Vec<u8>>,
+        from_file: unsafe fn(&WtEngine, &Path) -> wasmtime::Result<T>,
+        from_bytes: unsafe fn(&WtEngine, &[u8]) -> wasmtime::Result<T>,
+    ) -> Result<T> {
+        let path = &plan.entrypoint.host_path;
+        let bytes = std::fs::read(path).map_err(Error::io("reading module", path))?;
+        let entry = cache.entry(&bytes, &self.fingerprint);
+        if entry.is_file() {
+            // SAFETY: entries are only ever written by `ModuleCache::store` from artifacts
+            // this engine build produced (the fingerprint in the name guarantees the same
+            // version and settings), and Wasmtime validates the artifact's header on load.
+            match unsafe { from_file(&self.engine, &entry) } {
+                Ok(loaded) => return Ok(loaded),
+                Err(e) => {
+                    log::warn!("cache entry {} unusable, recompiling: {e}", entry.display());
+                    cache.evict(&entry);
+                }
+            }
+        }
+        let artifact = precompile(&self.engine, &bytes).map_err(invalid(plan))?;
+        if let Err(e) = cache.store(&entry, &artifact) {
+            log::warn!("not caching compiled module: {e}");
+        } else {
+            // SAFETY: as above; the entry was written just now from `artifact`.
+            if let Ok(loaded) = unsafe { from_file(&self.engine, &entry) } {
+                return Ok(loaded);
+            }
+        }
+        // SAFETY: `artifact` was produced by this engine a moment ago.
+        unsafe { from_bytes(&self.engine, &artifact) }.map_err(engine_err)
+    }
+
+    fn wasi_builder(plan: &WasiPlan) -> Result<WasiCtxBuilder> {
+        let mut b = WasiCtxBuilder::new();
+        b.allow_blocking_current_thread(true)
+            .args(&plan.args)
+            .envs(&plan.env)
+            .initial_cwd(&plan.cwd)
+            .inherit_stdio();
+        for p in &plan.preopens {
+            let perms = if p.readonly {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            b.preopened_dir(&p.host, &p.guest, perms)
+                .map_err(|e| Error::Engine(format!("preopening {} as {}: {e:#}", p.host.display(), p.guest)))?;
+        }
+        Ok(b)
+    }
+
+    fn prepare_core(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimePrepared> {
+        let module: Module = self.load(
+            plan,
+            cache,
+            |e, b| e.precompile_module(b),
+            |e, p| unsafe { Module::deserialize_file(e, p) },
+            |e, b| unsafe { Module::deserialize(e, b) },
+        )?;
+        let export = plan.entrypoint.export.clone();
+        match module.get_export(&export) {
+            Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
+            Some(ExternType::Func(_)) => {
+                return Err(Error::ModuleInvalid {
+                    module: plan.entrypoint.guest_path.clone(),
+                    message: format!("export `{export}` must take no parameters and return nothing"),
+                })
+            }
+            _ => {
+                let funcs: Vec<String> = module
+                    .exports()
+                    .filter(|e| matches!(e.ty(), ExternType::Func(_)))
+                    .map(|e| e.name().to_string())
+                    .collect();
+                return Err(Error::ModuleInvalid {
+                    module: plan.entrypoint.guest_path.clone(),
+                    message: format!(
+                        "unknown export `{export}`: the module exports functions [{}]",
+                        funcs.join(", ")
+                    ),
+                });
+            }
+        }
+        let mut linker: Linker<WasiP1Ctx> = Linker::new(&self.engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |t| t).map_err(engine_err)?;
+        let pre = linker.instantiate_pre(&module).map_err(invalid(plan))?;
+        let ctx = Self::wasi_builder(plan)?.build_p1();
+        Ok(WasmtimePrepared::Core {
+            engine: self.engine.clone(),
+            pre,
+            ctx,
+            export,
+        })
+    }
+
+    fn prepare_component(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimePrepared> {
+        if plan.entrypoint.export != wasmlet_oci::entrypoint::DEFAULT_EXPORT {
+            return Err(Error::ModuleInvalid {
+                module: plan.entrypoint.guest_path.clone(),
+                message: "components run `wasi:cli/run`; `#export` selects functions of core modules only".into(),
+            });
+        }
+        let component: Component = self.load(
+            plan,
+            cache,
+            |e, b| e.precompile_component(b),
+            |e, p| unsafe { Component::deserialize_file(e, p) },
+            |e, b| unsafe { Component::deserialize(e, b) },
+        )?;
+        let mut linker: ComponentLinker<P2Ctx> = ComponentLinker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
+        let pre = linker.instantiate_pre(&component).map_err(invalid(plan))?;
+        let pre = CommandPre::new(pre).map_err(invalid(plan))?;
+        let ctx = P2Ctx {
+            wasi: Self::wasi_builder(plan)?.build(),
+            table: ResourceTable::new(),
+        };
+        Ok(WasmtimePrepared::Component {
+            engine: self.engine.clone(),
+            pre,
+            ctx,
+        })
+    }
+}
+
+impl Engine for Wasmtime {
+    const NAME: &'static str = "wasmtime";
+    type Prepared = WasmtimePrepared;
+
+    fn new() -> Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine = WtEngine::new(&config).map_err(engine_err)?;
+        let mut h = FingerprintHasher::default();
+        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
+        Ok(Wasmtime {
+            engine,
+            fingerprint: h.hex(),
+        })
+    }
+
+    fn prepare(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimePrepared> {
+        match plan.entrypoint.kind {
+            WasmKind::Module => self.prepare_core(plan, cache),
+            WasmKind::Component => self.prepare_component(plan, cache),
+        }
+    }
+}
+
+/// The exit code for the outcome of running a module.
+fn exit_code(result: wasmtime::Result<()>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(I32Exit(code)) => *code,
+            None => {
+                eprintln!("wasmlet: WebAssembly trap: {e:?}");
+                TRAP_EXIT_CODE
+            }
+        },
+    }
+}
+
+impl Prepared for WasmtimePrepared {
+    fn run(self) -> i32 {
+        match self {
+            WasmtimePrepared::Core {
+                engine,
+                pre,
+                ctx,
+                export,
+            } => {
+                let mut store = Store::new(&engine, ctx);
+                exit_code(pre.instantiate(&mut store).and_then(|instance| {
+                    let f = instance.get_typed_func::<(), ()>(&mut store, &export)?;
+                    f.call(&mut store, ())
+                }))
+            }
+            WasmtimePrepared::Component { engine, pre, ctx } => {
+                let mut store = Store::new(&engine, ctx);
+                let result = pre
+                    .instantiate(&mut store)
+                    .and_then(|cmd| cmd.wasi_cli_run().call_run(&mut store));
+                match result {
+                    Ok(Ok(())) => 0,
+                    Ok(Err(())) => 1,
+                    Err(e) => exit_code(Err(e)),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The shim's one error type and the one table that maps it to ttrpc status codes.
+//! What containerd (and so `ctr`) prints is this error's `Display`.
+
+use std::path::PathBuf;
+
+use containerd_shim::protos::ttrpc::{self, Code};
+
+use crate::state::{Op, Status};
+
+/// Everything that can go wrong in the shim or its workload process.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bundle, spec or module is unusable.
+    #[error(transparent)]
+    Oci(#[from] wasmlet_oci::Error),
+    #[error("task {id:?} not found")]
+    TaskNotFound { id: String },
+    #[error("exec {exec_id:?} not found in task {id:?} (wasmlet does not support exec yet)")]
+    ExecNotFound { id: String, exec_id: String },
+    #[error("task {id:?} already exists")]
+    TaskExists { id: String },
+    #[error("cannot {op} task {id:?}: it is {from}")]
+    IllegalTransition { id: String, from: Status, op: Op },
+    #[error("process already finished")]
+    ProcessFinished { id: String },
+    #[error("{method} is not implemented by wasmlet yet")]
+    Unimplemented { method: &'static str },
+    #[error("terminal (tty) is not supported: WebAssembly workloads have no console; run without -t")]
+    TerminalUnsupported,
+    #[error("unsupported stdio URI {uri:?}: only FIFOs, file:// and empty paths are supported")]
+    UnsupportedStdio { uri: String },
+    #[error("invalid signal {signal}")]
+    InvalidSignal { signal: u32 },
+    #[error("module {module:?} failed to load: {message}")]
+    ModuleInvalid { module: String, message: String },
+    #[error("engine error: {0}")]
+    Engine(String),
+    /// The workload process refused the module; `message` is its error, already worded.
+    #[error("{message}")]
+    Prepare { message: String, invalid_input: bool },
+    #[error("workload process for {id:?} exited before it was ready{detail}")]
+    WorkloadDied { id: String, detail: String },
+    #[error("cannot mount rootfs {target}: {message}")]
+    Mount { target: PathBuf, message: String },
+    #[error("{context} {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Sys {
+        context: String,
+        source: nix::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error with what was being done and to which path.
+    pub fn io(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Error::Io {
+            context,
+            path,
+            source,
+        }
+    }
+
+    /// A system call error with its context.
+    pub fn sys(context: impl Into<String>) -> impl FnOnce(nix::Error) -> Self {
+        let context = context.into();
+        move |source| Error::Sys { context, source }
+    }
+
+    /// The ttrpc code containerd receives for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Oci(e) if e.is_invalid_input() => Code::INVALID_ARGUMENT,
+            Error::Oci(_) => Code::INTERNAL,
+            Error::TaskNotFound { .. } | Error::ExecNotFound { .. } => Code::NOT_FOUND,
+            // containerd (CRI's StopContainer included) treats NotFound from Kill as "already
+            // stopped", exactly as runc's shim answers.
+            Error::ProcessFinished { .. } => Code::NOT_FOUND,
+            Error::TaskExists { .. } => Code::ALREADY_EXISTS,
+            Error::IllegalTransition { .. } => Code::FAILED_PRECONDITION,
+            Error::Unimplemented { .. } => Code::UNIMPLEMENTED,
+            Error::TerminalUnsupported
+            | Error::UnsupportedStdio { .. }
+            | Error::InvalidSignal { .. }
+            | Error::ModuleInvalid { .. } => Code::INVALID_ARGUMENT,
+            Error::Prepare { invalid_input: true, .. } => Code::INVALID_ARGUMENT,
+            Error::Prepare { .. }
+            | Error::Engine(_)
+            | Error::WorkloadDied { .. }
+            | Error::Mount { .. }
+            | Error::Io { .. }
+            | Error::Sys { .. } => Code::INTERNAL,
+        }
+    }
+}
+
+impl From<Error> for ttrpc::Error {
+    fn from(e: Error) -> Self {
+        ttrpc::Error::RpcStatus(ttrpc::get_status(e.code(), e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(e: Error) -> Code {
+        match ttrpc::Error::from(e) {
+            ttrpc::Error::RpcStatus(s) => s.code(),
+            other => panic!("not a status: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn table_maps_causes_to_codes() {
+        let id = || "c1".to_string();
+        let cases = [
+            (Error::TaskNotFound { id: id() }, Code::NOT_FOUND),
+            (Error::ExecNotFound { id: id(), exec_id: "e".into() }, Code::NOT_FOUND),
+            (Error::ProcessFinished { id: id() }, Code::NOT_FOUND),
+            (Error::TaskExists { id: id() }, Code::ALREADY_EXISTS),
+            (
+                Error::IllegalTransition { id: id(), from: Status::Running, op: Op::Delete },
+                Code::FAILED_PRECONDITION,
+            ),
+            (Error::Unimplemented { method: "Pause" }, Code::UNIMPLEMENTED),
+            (Error::TerminalUnsupported, Code::INVALID_ARGUMENT),
+            (Error::UnsupportedStdio { uri: "binary:///x".into() }, Code::INVALID_ARGUMENT),
+            (Error::InvalidSignal { signal: 99 }, Code::INVALID_ARGUMENT),
+            (Error::ModuleInvalid { module: "/a".into(), message: "m".into() }, Code::INVALID_ARGUMENT),
+            (Error::Oci(wasmlet_oci::Error::EmptyArgs), Code::INVALID_ARGUMENT),
+            (
+                Error::Oci(wasmlet_oci::Error::Io {
+                    path: "/x".into(),
+                    source: std::io::Error::other("disk"),
+                }),
+                Code::INTERNAL,
+            ),
+            (Error::Engine("boom".into()), Code::INTERNAL),
+            (Error::Prepare { message: "bad".into(), invalid_input: true }, Code::INVALID_ARGUMENT),
+            (Error::Prepare { message: "oom".into(), invalid_input: false }, Code::INTERNAL),
+            (Error::WorkloadDied { id: id(), detail: String::new() }, Code::INTERNAL),
+            (Error::Mount { target: "/r".into(), message: "m".into() }, Code::INTERNAL),
+            (
+                Error::Sys { context: "kill".into(), source: nix::Error::EPERM },
+                Code::INTERNAL,
+            ),
+        ];
+        for (err, want) in cases {
+            let shown = err.to_string();
+            assert_eq!(code_of(err), want, "{shown}");
+        }
+    }
+
+    #[test]
+    fn status_message_is_the_display_text() {
+        let e = Error::IllegalTransition { id: "c1".into(), from: Status::Running, op: Op::Delete };
+        match ttrpc::Error::from(e) {
+            ttrpc::Error::RpcStatus(s) => {
+                assert_eq!(s.message(), "cannot delete task \"c1\": it is running")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

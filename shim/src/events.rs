@@ -1,0 +1,71 @@
+//! Where lifecycle events go. The service publishes through the [`EventSink`] trait; the real
+//! sink forwards to containerd over ttrpc from one thread, in order, so an RPC never waits
+//! on containerd and `/tasks/exit` can never overtake `/tasks/start`. Tests use [`MemorySink`].
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use containerd_shim::event::Event;
+use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::ttrpc::context::Context;
+use containerd_shim::publisher::RemotePublisher;
+
+/// A boxed event.
+pub type BoxedEvent = Box<dyn Event + Send>;
+
+/// Receives the events a task service publishes.
+pub trait EventSink: Send + Sync + 'static {
+    fn publish(&self, event: BoxedEvent);
+}
+
+/// Forwards events to containerd (its `TTRPC_ADDRESS`) from a background thread.
+pub struct RemoteSink {
+    tx: Mutex<mpsc::Sender<BoxedEvent>>,
+}
+
+impl RemoteSink {
+    pub fn new(publisher: RemotePublisher, namespace: String) -> Self {
+        let (tx, rx) = mpsc::channel::<BoxedEvent>();
+        std::thread::Builder::new()
+            .name("events".into())
+            .spawn(move || {
+                for event in rx {
+                    let topic = event.topic();
+                    let msg: Box<dyn MessageDyn> = event;
+                    if let Err(e) = publisher.publish(Context::default(), &topic, &namespace, msg) {
+                        log::warn!("publishing {topic} failed: {e}");
+                    }
+                }
+            })
+            .expect("spawning the event thread");
+        RemoteSink { tx: Mutex::new(tx) }
+    }
+}
+
+impl EventSink for RemoteSink {
+    fn publish(&self, event: BoxedEvent) {
+        let topic = event.topic();
+        if self.tx.lock().unwrap().send(event).is_err() {
+            log::warn!("event thread is gone; dropped {topic}");
+        }
+    }
+}
+
+/// Keeps events in memory, for tests.
+#[derive(Clone, Default)]
+pub struct MemorySink {
+    pub events: Arc<Mutex<Vec<BoxedEvent>>>,
+}
+
+impl MemorySink {
+    /// The topics published so far, in order.
+    pub fn topics(&self) -> Vec<String> {
+        self.events.lock().unwrap().iter().map(|e| e.topic()).collect()
+    }
+}
+
+impl EventSink for MemorySink {
+    fn publish(&self, event: BoxedEvent) {
+        self.events.lock().unwrap().push(event);
+    }
+}

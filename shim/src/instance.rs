@@ -1,0 +1,54 @@
+//! The seam between the task service and a running workload. The service only ever talks
+//! to a [`Launcher`] and the [`Instance`]s it returns, so its logic can be tested with a stub;
+//! [`crate::launcher::ProcessLauncher`] is the real one.
+
+use std::path::PathBuf;
+
+use crate::error::Result;
+
+/// A mount containerd asks the shim to make at the bundle's rootfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootfsMount {
+    pub typ: String,
+    pub source: String,
+    pub options: Vec<String>,
+}
+
+/// Where the workload's standard streams go, as containerd names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StdioPaths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// What a launcher needs to create one workload.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest {
+    pub id: String,
+    pub namespace: String,
+    pub bundle: PathBuf,
+    pub rootfs: Vec<RootfsMount>,
+    pub stdio: StdioPaths,
+}
+
+/// Creates workloads.
+pub trait Launcher: Send + Sync + 'static {
+    /// Prepare the workload up to the point where only Start remains: the process exists,
+    /// the module is compiled and checked. Errors here are what `ctr run` prints.
+    fn launch(&self, req: &LaunchRequest) -> Result<Box<dyn Instance>>;
+}
+
+/// One created workload.
+pub trait Instance: Send + Sync {
+    /// The workload's process id.
+    fn pid(&self) -> u32;
+    /// Let the workload run.
+    fn start(&self) -> Result<()>;
+    /// Send `signal` to the workload (to all of its processes with `all`).
+    fn signal(&self, signal: i32, all: bool) -> Result<()>;
+    /// Close the workload's stdin (containerd's CloseIO).
+    fn close_stdin(&self);
+    /// Release what the workload held: mounts, stdio, state files. Called once, after exit.
+    fn cleanup(&self) -> Result<()>;
+}

@@ -1,0 +1,202 @@
+//! The real [`Launcher`]: validates the bundle, mounts the rootfs, opens stdio and starts the
+//! workload process ([`crate::workload`]), then waits for it to report the module ready.
+//! Every failure path unwinds what was done: no process, mount or descriptor is left.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::instance::{Instance, LaunchRequest, Launcher};
+use crate::mount::{unmount, Mounted};
+use crate::stdio::{self, StdioGuard};
+use crate::workload::{recv, send, Ready, WorkloadRequest, START, WORKLOAD_ARG};
+
+/// File in the bundle that lets the `delete` subcommand clean up after a dead shim.
+pub const STATE_FILE: &str = "wasmlet-state.json";
+
+/// What `delete` needs to find a workload again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkloadState {
+    pub pid: u32,
+    /// Start time from `/proc/<pid>/stat`, so a reused pid is never killed.
+    pub start_time: u64,
+    /// The rootfs the shim mounted, if it mounted one.
+    pub mounted_rootfs: Option<PathBuf>,
+}
+
+/// The start time (field 22 of `/proc/<pid>/stat`) of a live process.
+pub fn proc_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = stat.rsplit_once(')')?.1;
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Starts workload processes from this very binary.
+pub struct ProcessLauncher {
+    pub cache_root: PathBuf,
+}
+
+/// Kills a half-created workload process unless disarmed.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Launcher for ProcessLauncher {
+    fn launch(&self, req: &LaunchRequest) -> Result<Box<dyn Instance>> {
+        let spec = wasmlet_oci::spec::load(&req.bundle)?;
+        let rootfs = wasmlet_oci::spec::rootfs(&req.bundle, &spec)?;
+        let mounted = Mounted::mount(&req.rootfs, &rootfs)?;
+        let plan = wasmlet_oci::wasi::plan(&spec, &rootfs)?;
+        let module = plan.entrypoint.guest_path.clone();
+        let (child_io, io_guard) = stdio::open(&req.stdio)?;
+
+        let (mut ctl, theirs) =
+            UnixStream::pair().map_err(Error::io("creating control socket for", &req.bundle))?;
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg(WORKLOAD_ARG)
+            .arg(&req.id)
+            .env_clear()
+            .current_dir("/")
+            .stdin(child_io.stdin)
+            .stdout(child_io.stdout)
+            .stderr(child_io.stderr);
+        crate::sys::workload_pre_exec(&mut cmd, theirs.as_raw_fd());
+        // The child is reaped by the shim's SIGCHLD handler, never through `Child`.
+        let child = cmd
+            .spawn()
+            .map_err(Error::io("starting workload process", "/proc/self/exe"))?;
+        drop(cmd);
+        drop(theirs);
+        let pid = child.id();
+        let mut guard = KillOnDrop(Some(pid));
+
+        let request = WorkloadRequest {
+            id: req.id.clone(),
+            plan,
+            cache_root: self.cache_root.clone(),
+        };
+        let died = |detail: String| Error::WorkloadDied {
+            id: req.id.clone(),
+            detail,
+        };
+        send(&mut ctl, &request).map_err(|e| died(format!(": {e}")))?;
+        let ready: Ready = recv(&ctl)
+            .map_err(|e| died(format!(": {e}")))?
+            .ok_or_else(|| died(String::new()))?;
+        for note in &ready.notes {
+            log::info!("{}: {module}: {note}", req.id);
+        }
+        if let Some(message) = ready.error {
+            return Err(Error::Prepare {
+                message,
+                invalid_input: ready.invalid_input,
+            });
+        }
+
+        let state_path = req.bundle.join(STATE_FILE);
+        let state = WorkloadState {
+            pid,
+            start_time: proc_start_time(pid).unwrap_or_default(),
+            mounted_rootfs: mounted.keep(),
+        };
+        let write_state = serde_json::to_vec(&state)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::File::create(&state_path)?.write_all(&bytes));
+        if let Err(e) = write_state {
+            if let Some(root) = &state.mounted_rootfs {
+                let _ = unmount(root);
+            }
+            return Err(Error::io("writing", &state_path)(e));
+        }
+        guard.0 = None;
+        Ok(Box::new(ProcessInstance {
+            pid,
+            ctl: Mutex::new(Some(ctl)),
+            io: Mutex::new(Some(io_guard)),
+            state,
+            state_path,
+        }))
+    }
+}
+
+/// A workload process created by [`ProcessLauncher`].
+pub struct ProcessInstance {
+    pid: u32,
+    ctl: Mutex<Option<UnixStream>>,
+    io: Mutex<Option<StdioGuard>>,
+    state: WorkloadState,
+    state_path: PathBuf,
+}
+
+impl Instance for ProcessInstance {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn start(&self) -> Result<()> {
+        let mut ctl = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
+        let sock = ctl.as_mut().ok_or_else(|| Error::WorkloadDied {
+            id: self.pid.to_string(),
+            detail: ": already started".into(),
+        })?;
+        sock.write_all(&[START])
+            .map_err(Error::io("starting workload", format!("pid {}", self.pid)))?;
+        ctl.take();
+        Ok(())
+    }
+
+    fn signal(&self, signal: i32, all: bool) -> Result<()> {
+        let sig = Signal::try_from(signal).map_err(|_| Error::InvalidSignal {
+            signal: signal as u32,
+        })?;
+        let pid = Pid::from_raw(self.pid as i32);
+        let result = if all { killpg(pid, sig) } else { kill(pid, sig) };
+        match result {
+            // Gone already: its exit is on the way.
+            Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+            Err(e) => Err(Error::sys(format!("sending {sig} to {}", self.pid))(e)),
+        }
+    }
+
+    fn close_stdin(&self) {
+        if let Some(io) = self.io.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            io.close_stdin();
+        }
+    }
+
+    fn cleanup(&self) -> Result<()> {
+        self.ctl.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.io.lock().unwrap_or_else(|p| p.into_inner()).take();
+        cleanup_state(&self.state, &self.state_path)
+    }
+}
+
+/// Undo what a workload's state file records: kill a survivor, unmount, remove the file.
+pub fn cleanup_state(state: &WorkloadState, state_path: &Path) -> Result<()> {
+    if state.start_time != 0 && proc_start_time(state.pid) == Some(state.start_time) {
+        let _ = killpg(Pid::from_raw(state.pid as i32), Signal::SIGKILL);
+        let _ = kill(Pid::from_raw(state.pid as i32), Signal::SIGKILL);
+    }
+    if let Some(root) = &state.mounted_rootfs {
+        unmount(root)?;
+    }
+    match std::fs::remove_file(state_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io("removing", state_path)(e))
+        }
+        _ => Ok(()),
+    }
+}

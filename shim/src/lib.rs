@@ -1,0 +1,29 @@
+//! wasmlet: a containerd shim v2 that runs WebAssembly (WASI) workloads.
+//!
+//! containerd starts the shim binary for a task; the daemon serves the Task API over ttrpc
+//! ([`service`] -> [`task`]), and each workload runs in a process of its own ([`workload`])
+//! started by [`launcher`] from the same binary, with an [`engine`] behind a small trait.
+//!
+//! `unsafe` is denied crate-wide; [`sys`] and the engine files (for loading compiled
+//! artifacts from the cache) are the only exceptions, each block with a `SAFETY:` comment.
+#![deny(unsafe_code)]
+
+pub mod cache;
+pub mod cli;
+#[allow(unsafe_code)]
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod instance;
+pub mod launcher;
+pub mod mount;
+pub mod service;
+pub mod shim;
+pub mod state;
+pub mod stdio;
+#[allow(unsafe_code)]
+pub mod sys;
+pub mod task;
+pub mod workload;
+
+pub use error::{Error, Result};

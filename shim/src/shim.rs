@@ -1,0 +1,137 @@
+//! The containerd side of the binary: `start` (spawn or reuse the shim daemon for a pod),
+//! `delete` (clean up after a shim that died), and the daemon's task service wiring.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use containerd_shim::api::DeleteResponse;
+use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::synchronous::util::write_address;
+use containerd_shim::{ExitSignal, Flags, StartOpts};
+
+use crate::cache::ModuleCache;
+use crate::events::RemoteSink;
+use crate::launcher::{cleanup_state, WorkloadState, STATE_FILE};
+use crate::service::TaskAdapter;
+use crate::task::TaskService;
+
+/// Annotation CRI puts on every container of a pod: the pod's shim is shared.
+pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+
+/// The containerd `Shim` implementation.
+pub struct WasmletShim {
+    exit: Arc<ExitSignal>,
+    namespace: String,
+    bundle: PathBuf,
+}
+
+fn shim_err(e: impl std::fmt::Display) -> containerd_shim::Error {
+    containerd_shim::Error::Other(e.to_string())
+}
+
+/// The id that decides which shim process serves a container: the pod's sandbox id for CRI
+/// containers, else the container's own id.
+pub fn grouping_id(bundle: &Path, id: &str) -> String {
+    wasmlet_oci::spec::load(bundle)
+        .ok()
+        .and_then(|spec| {
+            wasmlet_oci::spec::annotation(&spec, SANDBOX_ID_ANNOTATION).map(str::to_string)
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
+impl containerd_shim::Shim for WasmletShim {
+    type T = TaskAdapter;
+
+    fn new(_runtime_id: &str, args: &Flags, _config: &mut containerd_shim::Config) -> Self {
+        let bundle = if args.bundle.is_empty() {
+            std::env::current_dir().unwrap_or_default()
+        } else {
+            PathBuf::from(&args.bundle)
+        };
+        WasmletShim {
+            exit: Arc::new(ExitSignal::default()),
+            namespace: args.namespace.clone(),
+            bundle,
+        }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+        let grouping = grouping_id(&self.bundle, &opts.id);
+        let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        write_address(&address)?;
+        Ok(address)
+    }
+
+    fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        let state_path = self.bundle.join(STATE_FILE);
+        let mut response = DeleteResponse {
+            exit_status: 128 + libc::SIGKILL as u32,
+            exited_at: containerd_shim::protos::protobuf::MessageField::some(
+                containerd_shim::util::timestamp()?,
+            ),
+            ..Default::default()
+        };
+        if let Ok(bytes) = std::fs::read(&state_path) {
+            if let Ok(state) = serde_json::from_slice::<WorkloadState>(&bytes) {
+                response.pid = state.pid;
+                cleanup_state(&state, &state_path).map_err(shim_err)?;
+            }
+        }
+        // A rootfs the shim mounted but had not yet recorded (it died inside Create).
+        let rootfs = self.bundle.join("rootfs");
+        if crate::mount::is_mount_point(&rootfs) {
+            crate::mount::unmount(&rootfs).map_err(shim_err)?;
+        }
+        let _ = std::fs::remove_file(&state_path);
+        remove_stale_socket(&self.bundle);
+        Ok(response)
+    }
+
+    fn wait(&mut self) {
+        self.exit.wait();
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> TaskAdapter {
+        let exit = self.exit.clone();
+        let service = Arc::new(TaskService::new(
+            crate::launcher::ProcessLauncher {
+                cache_root: ModuleCache::root_from_env(),
+            },
+            RemoteSink::new(publisher, self.namespace.clone()),
+            &self.namespace,
+            move || exit.signal(),
+        ));
+        match monitor_subscribe(Topic::All) {
+            Ok(sub) => {
+                let svc = service.clone();
+                std::thread::Builder::new()
+                    .name("exits".into())
+                    .spawn(move || {
+                        for ev in sub.rx.iter() {
+                            if let Subject::Pid(pid) = ev.subject {
+                                svc.on_exit(pid as u32, ev.exit_code);
+                            }
+                        }
+                    })
+                    .expect("spawning the exit thread");
+            }
+            Err(e) => log::error!("cannot watch workload exits: {e}"),
+        }
+        TaskAdapter::new(service)
+    }
+}
+
+/// Remove the shim socket named in the bundle's `address` file if no shim answers on it
+/// (the shim was killed); a live pod shim keeps its socket.
+fn remove_stale_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = address.trim().trim_start_matches("unix://");
+    if path.is_empty() || std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return;
+    }
+    let _ = std::fs::remove_file(path);
+}

@@ -1,0 +1,423 @@
+//! The task service: containerd's Task API as plain functions over a registry of tasks.
+//!
+//! Every RPC of the ttrpc adapter ([`crate::service`]) calls one method here. Exits reach the
+//! service through [`TaskService::on_exit`]; lifecycle events go to an [`EventSink`]. Events
+//! are published while the registry lock is held, so they reach the sink in lifecycle order.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use containerd_shim::api::{
+    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+    DeleteRequest, DeleteResponse, KillRequest, PidsRequest, PidsResponse, ShutdownRequest,
+    StartRequest, StartResponse, StateRequest, StateResponse, WaitRequest, WaitResponse,
+};
+use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::protos::types::task::ProcessInfo;
+
+use crate::error::{Error, Result};
+use crate::events::EventSink;
+use crate::instance::{Instance, LaunchRequest, Launcher, RootfsMount, StdioPaths};
+use crate::state::{Op, Status};
+
+/// How long Delete of a created (never started) task waits for its killed process.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long an exit of an unknown pid is remembered (a workload may exit before Create
+/// has registered it).
+const UNCLAIMED_TTL: Duration = Duration::from_secs(60);
+
+/// How a workload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub code: u32,
+    pub at: SystemTime,
+}
+
+struct Task {
+    bundle: String,
+    status: Status,
+    pid: u32,
+    stdio: StdioPaths,
+    exit: Option<ExitInfo>,
+    instance: Box<dyn Instance>,
+}
+
+#[derive(Default)]
+struct Registry {
+    tasks: HashMap<String, Task>,
+    unclaimed: HashMap<u32, ExitInfo>,
+}
+
+/// The task service of one shim process.
+pub struct TaskService<L, S> {
+    launcher: L,
+    events: S,
+    namespace: String,
+    registry: Mutex<Registry>,
+    exited: Condvar,
+    on_shutdown: Box<dyn Fn() + Send + Sync>,
+}
+
+fn timestamp(t: SystemTime) -> MessageField<Timestamp> {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    MessageField::some(Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+        ..Default::default()
+    })
+}
+
+fn no_exec(id: &str, exec_id: &str) -> Result<()> {
+    if exec_id.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::ExecNotFound {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+        })
+    }
+}
+
+impl<L: Launcher, S: EventSink> TaskService<L, S> {
+    /// A service that launches with `launcher`, publishes to `events`, and calls
+    /// `on_shutdown` when containerd asks it to shut down with no task left.
+    pub fn new(
+        launcher: L,
+        events: S,
+        namespace: &str,
+        on_shutdown: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        TaskService {
+            launcher,
+            events,
+            namespace: namespace.to_string(),
+            registry: Mutex::new(Registry::default()),
+            exited: Condvar::new(),
+            on_shutdown: Box::new(on_shutdown),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn task<'a>(reg: &'a mut Registry, id: &str) -> Result<&'a mut Task> {
+        reg.tasks.get_mut(id).ok_or_else(|| Error::TaskNotFound {
+            id: id.to_string(),
+        })
+    }
+
+    /// Create: launch the workload up to Start.
+    pub fn create(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
+        if req.terminal {
+            return Err(Error::TerminalUnsupported);
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(Error::Unimplemented {
+                method: "Create from a checkpoint",
+            });
+        }
+        if self.lock().tasks.contains_key(&req.id) {
+            return Err(Error::TaskExists { id: req.id });
+        }
+        let launch = LaunchRequest {
+            id: req.id.clone(),
+            namespace: self.namespace.clone(),
+            bundle: PathBuf::from(&req.bundle),
+            rootfs: req
+                .rootfs
+                .iter()
+                .map(|m| RootfsMount {
+                    typ: m.type_.clone(),
+                    source: m.source.clone(),
+                    options: m.options.clone(),
+                })
+                .collect(),
+            stdio: StdioPaths {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+            },
+        };
+        let instance = self.launcher.launch(&launch)?;
+        let pid = instance.pid();
+
+        let mut reg = self.lock();
+        if reg.tasks.contains_key(&req.id) {
+            drop(reg);
+            let _ = instance.signal(libc::SIGKILL, true);
+            let _ = instance.cleanup();
+            return Err(Error::TaskExists { id: req.id });
+        }
+        let exit = reg.unclaimed.remove(&pid);
+        self.events.publish(Box::new(TaskCreate {
+            container_id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            rootfs: req.rootfs.clone(),
+            io: MessageField::some(TaskIO {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: false,
+                ..Default::default()
+            }),
+            pid,
+            ..Default::default()
+        }));
+        let mut task = Task {
+            bundle: req.bundle,
+            status: Status::Created,
+            pid,
+            stdio: launch.stdio,
+            exit: None,
+            instance,
+        };
+        if let Some(exit) = exit {
+            self.record_exit(&req.id, &mut task, exit);
+        }
+        reg.tasks.insert(req.id, task);
+        Ok(CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    /// Start: let a created workload run.
+    pub fn start(&self, req: StartRequest) -> Result<StartResponse> {
+        no_exec(&req.id, &req.exec_id)?;
+        let mut reg = self.lock();
+        let task = Self::task(&mut reg, &req.id)?;
+        let next = task.status.apply(Op::Start, &req.id)?;
+        task.instance.start()?;
+        task.status = next;
+        self.events.publish(Box::new(TaskStart {
+            container_id: req.id.clone(),
+            pid: task.pid,
+            ..Default::default()
+        }));
+        Ok(StartResponse {
+            pid: task.pid,
+            ..Default::default()
+        })
+    }
+
+    /// Kill: signal the workload.
+    pub fn kill(&self, req: KillRequest) -> Result<()> {
+        no_exec(&req.id, &req.exec_id)?;
+        let signal = i32::try_from(req.signal)
+            .ok()
+            .filter(|s| (1..=64).contains(s))
+            .ok_or(Error::InvalidSignal { signal: req.signal })?;
+        let mut reg = self.lock();
+        let task = Self::task(&mut reg, &req.id)?;
+        if !task.status.is_live() {
+            return Err(Error::ProcessFinished { id: req.id });
+        }
+        task.instance.signal(signal, req.all)
+    }
+
+    /// Delete: forget a task whose workload has exited (or was never started).
+    pub fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse> {
+        no_exec(&req.id, &req.exec_id)?;
+        let mut reg = self.lock();
+        let task = Self::task(&mut reg, &req.id)?;
+        task.status.apply(Op::Delete, &req.id)?;
+        if task.status == Status::Created {
+            task.instance.signal(libc::SIGKILL, true)?;
+            reg = self.wait_exit(reg, &req.id, Some(KILL_WAIT))?;
+        }
+        let task = Self::task(&mut reg, &req.id)?;
+        let Some(exit) = task.exit else {
+            return Err(Error::WorkloadDied {
+                id: req.id,
+                detail: ": its exit was not observed after SIGKILL".into(),
+            });
+        };
+        let task = reg.tasks.remove(&req.id).expect("task looked up above");
+        if let Err(e) = task.instance.cleanup() {
+            log::warn!("cleaning up task {}: {e}", req.id);
+        }
+        self.events.publish(Box::new(TaskDelete {
+            container_id: req.id.clone(),
+            pid: task.pid,
+            exit_status: exit.code,
+            exited_at: timestamp(exit.at),
+            ..Default::default()
+        }));
+        Ok(DeleteResponse {
+            pid: task.pid,
+            exit_status: exit.code,
+            exited_at: timestamp(exit.at),
+            ..Default::default()
+        })
+    }
+
+    /// State: what containerd shows in `ctr task ls`.
+    pub fn state(&self, req: StateRequest) -> Result<StateResponse> {
+        no_exec(&req.id, &req.exec_id)?;
+        let mut reg = self.lock();
+        let task = Self::task(&mut reg, &req.id)?;
+        Ok(StateResponse {
+            id: req.id.clone(),
+            bundle: task.bundle.clone(),
+            pid: task.pid,
+            status: task.status.to_api().into(),
+            stdin: task.stdio.stdin.clone(),
+            stdout: task.stdio.stdout.clone(),
+            stderr: task.stdio.stderr.clone(),
+            terminal: false,
+            exit_status: task.exit.map(|e| e.code).unwrap_or_default(),
+            exited_at: task.exit.map(|e| timestamp(e.at)).unwrap_or_default(),
+            ..Default::default()
+        })
+    }
+
+    /// Wait: block until the workload exits.
+    pub fn wait(&self, req: WaitRequest) -> Result<WaitResponse> {
+        no_exec(&req.id, &req.exec_id)?;
+        let mut reg = self.wait_exit(self.lock(), &req.id, None)?;
+        let exit = Self::task(&mut reg, &req.id)?
+            .exit
+            .expect("wait_exit returns once the exit is known");
+        Ok(WaitResponse {
+            exit_status: exit.code,
+            exited_at: timestamp(exit.at),
+            ..Default::default()
+        })
+    }
+
+    fn wait_exit<'a>(
+        &'a self,
+        mut reg: MutexGuard<'a, Registry>,
+        id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<MutexGuard<'a, Registry>> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            if Self::task(&mut reg, id)?.exit.is_some() {
+                return Ok(reg);
+            }
+            reg = match deadline {
+                None => self.exited.wait(reg).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Ok(reg);
+                    }
+                    self.exited
+                        .wait_timeout(reg, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Pids: the workload's processes.
+    pub fn pids(&self, req: PidsRequest) -> Result<PidsResponse> {
+        let mut reg = self.lock();
+        let task = Self::task(&mut reg, &req.id)?;
+        let processes = if task.status.is_live() {
+            vec![ProcessInfo {
+                pid: task.pid,
+                ..Default::default()
+            }]
+        } else {
+            Vec::new()
+        };
+        Ok(PidsResponse {
+            processes,
+            ..Default::default()
+        })
+    }
+
+    /// CloseIO: the client closed its end of stdin.
+    pub fn close_io(&self, req: CloseIORequest) -> Result<()> {
+        no_exec(&req.id, &req.exec_id)?;
+        let mut reg = self.lock();
+        let task = Self::task(&mut reg, &req.id)?;
+        if req.stdin {
+            task.instance.close_stdin();
+        }
+        Ok(())
+    }
+
+    /// Connect: the shim's and the task's pids.
+    pub fn connect(&self, req: ConnectRequest) -> Result<ConnectResponse> {
+        let mut reg = self.lock();
+        let task_pid = Self::task(&mut reg, &req.id).map(|t| t.pid).unwrap_or(0);
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: concat!("wasmlet ", env!("CARGO_PKG_VERSION")).to_string(),
+            ..Default::default()
+        })
+    }
+
+    /// Shutdown: exit the shim, but only once no task remains (a pod's shim serves several).
+    pub fn shutdown(&self, _req: ShutdownRequest) -> Result<()> {
+        if self.lock().tasks.is_empty() {
+            (self.on_shutdown)();
+        }
+        Ok(())
+    }
+
+    /// Methods a later version implements.
+    pub fn unimplemented<T>(&self, method: &'static str) -> Result<T> {
+        Err(Error::Unimplemented { method })
+    }
+
+    /// A process of ours exited with `code` (already 128+n for a signal).
+    pub fn on_exit(&self, pid: u32, code: i32) {
+        let exit = ExitInfo {
+            code: code as u32,
+            at: SystemTime::now(),
+        };
+        let mut reg = self.lock();
+        let found = reg
+            .tasks
+            .iter_mut()
+            .find(|(_, t)| t.pid == pid && t.status.is_live());
+        match found {
+            Some((id, task)) => {
+                let id = id.clone();
+                self.record_exit(&id, task, exit);
+            }
+            None => {
+                let now = SystemTime::now();
+                reg.unclaimed.retain(|_, e| {
+                    now.duration_since(e.at).unwrap_or_default() < UNCLAIMED_TTL
+                });
+                reg.unclaimed.insert(pid, exit);
+            }
+        }
+        self.exited.notify_all();
+    }
+
+    fn record_exit(&self, id: &str, task: &mut Task, exit: ExitInfo) {
+        match task.status.apply(Op::Exit, id) {
+            Ok(next) => task.status = next,
+            Err(e) => {
+                log::warn!("{e}");
+                return;
+            }
+        }
+        task.exit = Some(exit);
+        self.events.publish(Box::new(TaskExit {
+            container_id: id.to_string(),
+            id: id.to_string(),
+            pid: task.pid,
+            exit_status: exit.code,
+            exited_at: timestamp(exit.at),
+            ..Default::default()
+        }));
+    }
+}
+
+#[cfg(test)]
+#[path = "task_tests.rs"]
+mod tests;

@@ -1,0 +1,301 @@
+//! Task RPCs driven with a stub workload and an in-memory event sink: no root, no containerd.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use containerd_shim::api::Status as ApiStatus;
+use containerd_shim::protos::events::task::{TaskDelete, TaskExit};
+use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::ttrpc::Code;
+
+use super::*;
+use crate::events::MemorySink;
+
+/// Records what the service asked of its workloads.
+#[derive(Default)]
+struct Journal {
+    calls: Mutex<Vec<String>>,
+}
+
+struct StubInstance {
+    pid: u32,
+    journal: Arc<Journal>,
+}
+
+impl Instance for StubInstance {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+    fn start(&self) -> Result<()> {
+        self.journal.calls.lock().unwrap().push(format!("start {}", self.pid));
+        Ok(())
+    }
+    fn signal(&self, signal: i32, all: bool) -> Result<()> {
+        let msg = format!("signal {} {signal} all={all}", self.pid);
+        self.journal.calls.lock().unwrap().push(msg);
+        Ok(())
+    }
+    fn close_stdin(&self) {
+        self.journal.calls.lock().unwrap().push(format!("close_stdin {}", self.pid));
+    }
+    fn cleanup(&self) -> Result<()> {
+        self.journal.calls.lock().unwrap().push(format!("cleanup {}", self.pid));
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct StubLauncher {
+    next_pid: AtomicU32,
+    fail: Mutex<Option<String>>,
+    journal: Arc<Journal>,
+}
+
+impl Launcher for Arc<StubLauncher> {
+    fn launch(&self, _req: &LaunchRequest) -> Result<Box<dyn Instance>> {
+        if let Some(message) = self.fail.lock().unwrap().clone() {
+            return Err(Error::ModuleInvalid {
+                module: "/bad.wasm".into(),
+                message,
+            });
+        }
+        let pid = 1000 + self.next_pid.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(StubInstance {
+            pid,
+            journal: self.journal.clone(),
+        }))
+    }
+}
+
+struct Fixture {
+    svc: Arc<TaskService<Arc<StubLauncher>, MemorySink>>,
+    launcher: Arc<StubLauncher>,
+    sink: MemorySink,
+    shut_down: Arc<AtomicBool>,
+}
+
+fn fixture() -> Fixture {
+    let launcher = Arc::new(StubLauncher::default());
+    let sink = MemorySink::default();
+    let shut_down = Arc::new(AtomicBool::new(false));
+    let flag = shut_down.clone();
+    let svc = TaskService::new(launcher.clone(), sink.clone(), "default", move || {
+        flag.store(true, Ordering::SeqCst)
+    });
+    Fixture {
+        svc: Arc::new(svc),
+        launcher,
+        sink,
+        shut_down,
+    }
+}
+
+fn create(svc: &TaskService<Arc<StubLauncher>, MemorySink>, id: &str) -> Result<u32> {
+    svc.create(CreateTaskRequest {
+        id: id.into(),
+        bundle: format!("/run/bundles/{id}"),
+        stdout: "/fifo/out".into(),
+        ..Default::default()
+    })
+    .map(|r| r.pid)
+}
+
+fn as_message(e: &crate::events::BoxedEvent) -> &dyn MessageDyn {
+    &**e
+}
+
+fn start_req(id: &str) -> StartRequest {
+    StartRequest {
+        id: id.into(),
+        ..Default::default()
+    }
+}
+
+fn delete_req(id: &str) -> DeleteRequest {
+    DeleteRequest {
+        id: id.into(),
+        ..Default::default()
+    }
+}
+
+fn state(svc: &TaskService<Arc<StubLauncher>, MemorySink>, id: &str) -> StateResponse {
+    svc.state(StateRequest {
+        id: id.into(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn full_lifecycle_publishes_events_in_order() {
+    let f = fixture();
+    let pid = create(&f.svc, "a").unwrap();
+    assert_eq!(state(&f.svc, "a").status.enum_value(), Ok(ApiStatus::CREATED));
+    assert_eq!(f.svc.start(start_req("a")).unwrap().pid, pid);
+    assert_eq!(state(&f.svc, "a").status.enum_value(), Ok(ApiStatus::RUNNING));
+    f.svc.on_exit(pid, 3);
+    let st = state(&f.svc, "a");
+    assert_eq!((st.status.enum_value(), st.exit_status), (Ok(ApiStatus::STOPPED), 3));
+    let del = f.svc.delete(delete_req("a")).unwrap();
+    assert_eq!((del.pid, del.exit_status), (pid, 3));
+    assert_eq!(
+        f.sink.topics(),
+        ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
+    );
+    let events = f.sink.events.lock().unwrap();
+    let exit = as_message(&events[2]).downcast_ref::<TaskExit>().unwrap();
+    assert_eq!((exit.pid, exit.exit_status, exit.container_id.as_str()), (pid, 3, "a"));
+    let delete = as_message(&events[3]).downcast_ref::<TaskDelete>().unwrap();
+    assert_eq!(delete.exit_status, 3);
+    let calls = f.launcher.journal.calls.lock().unwrap().clone();
+    assert_eq!(calls, [format!("start {pid}"), format!("cleanup {pid}")]);
+}
+
+#[test]
+fn wait_blocks_until_exit() {
+    let f = fixture();
+    let pid = create(&f.svc, "w").unwrap();
+    f.svc.start(start_req("w")).unwrap();
+    let svc = f.svc.clone();
+    let waiter = std::thread::spawn(move || {
+        svc.wait(WaitRequest {
+            id: "w".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .exit_status
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!waiter.is_finished(), "Wait returned before the exit");
+    f.svc.on_exit(pid, 137);
+    assert_eq!(waiter.join().unwrap(), 137);
+}
+
+#[test]
+fn exit_before_registration_is_not_lost() {
+    let f = fixture();
+    // The first stub pid is 1000: its exit arrives while Create is still running.
+    f.svc.on_exit(1000, 0);
+    let pid = create(&f.svc, "fast").unwrap();
+    assert_eq!(pid, 1000);
+    let st = state(&f.svc, "fast");
+    assert_eq!(st.status.enum_value(), Ok(ApiStatus::STOPPED));
+}
+
+#[test]
+fn illegal_transitions_are_failed_precondition_naming_states() {
+    let f = fixture();
+    create(&f.svc, "x").unwrap();
+    f.svc.start(start_req("x")).unwrap();
+    let err = f.svc.start(start_req("x")).unwrap_err();
+    assert_eq!(err.code(), Code::FAILED_PRECONDITION);
+    assert_eq!(err.to_string(), "cannot start task \"x\": it is running");
+    let err = f.svc.delete(delete_req("x")).unwrap_err();
+    assert_eq!(err.to_string(), "cannot delete task \"x\": it is running");
+}
+
+#[test]
+fn kill_signals_live_tasks_and_refuses_finished_ones() {
+    let f = fixture();
+    let pid = create(&f.svc, "k").unwrap();
+    f.svc.start(start_req("k")).unwrap();
+    let kill = |signal, all| {
+        f.svc.kill(KillRequest {
+            id: "k".into(),
+            signal,
+            all,
+            ..Default::default()
+        })
+    };
+    kill(15, false).unwrap();
+    kill(9, true).unwrap();
+    assert_eq!(kill(0, false).unwrap_err().code(), Code::INVALID_ARGUMENT);
+    f.svc.on_exit(pid, 143);
+    let err = kill(15, false).unwrap_err();
+    assert_eq!(err.code(), Code::NOT_FOUND);
+    let calls = f.launcher.journal.calls.lock().unwrap().clone();
+    assert!(calls.contains(&format!("signal {pid} 15 all=false")));
+    assert!(calls.contains(&format!("signal {pid} 9 all=true")));
+}
+
+#[test]
+fn delete_of_created_task_kills_and_waits() {
+    let f = fixture();
+    let pid = create(&f.svc, "c").unwrap();
+    let svc = f.svc.clone();
+    let deleter = std::thread::spawn(move || svc.delete(delete_req("c")));
+    // The stub does not exit by itself: deliver the SIGKILL's exit once it was sent.
+    for _ in 0..200 {
+        if f.launcher.journal.calls.lock().unwrap().iter().any(|c| c.starts_with("signal")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f.svc.on_exit(pid, 137);
+    let resp = deleter.join().unwrap().unwrap();
+    assert_eq!(resp.exit_status, 137);
+    assert_eq!(
+        f.svc.state(StateRequest { id: "c".into(), ..Default::default() }).unwrap_err().code(),
+        Code::NOT_FOUND
+    );
+}
+
+#[test]
+fn unknown_ids_execs_and_terminals() {
+    let f = fixture();
+    assert_eq!(f.svc.start(start_req("nope")).unwrap_err().code(), Code::NOT_FOUND);
+    create(&f.svc, "e").unwrap();
+    let err = f
+        .svc
+        .start(StartRequest { id: "e".into(), exec_id: "x1".into(), ..Default::default() })
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NOT_FOUND);
+    let err = f
+        .svc
+        .create(CreateTaskRequest { id: "t".into(), terminal: true, ..Default::default() })
+        .unwrap_err();
+    assert_eq!(err.code(), Code::INVALID_ARGUMENT);
+    assert!(err.to_string().contains("terminal"));
+    assert_eq!(create(&f.svc, "e").unwrap_err().code(), Code::ALREADY_EXISTS);
+}
+
+#[test]
+fn launch_errors_reach_the_caller_and_register_nothing() {
+    let f = fixture();
+    *f.launcher.fail.lock().unwrap() = Some("unknown export `nope`".into());
+    let err = create(&f.svc, "bad").unwrap_err();
+    assert_eq!(err.code(), Code::INVALID_ARGUMENT);
+    assert!(err.to_string().contains("unknown export `nope`"), "{err}");
+    assert!(f.sink.topics().is_empty());
+    f.svc.shutdown(ShutdownRequest::default()).unwrap();
+    assert!(f.shut_down.load(Ordering::SeqCst));
+}
+
+#[test]
+fn shutdown_waits_for_the_last_task() {
+    let f = fixture();
+    let pid = create(&f.svc, "s").unwrap();
+    f.svc.shutdown(ShutdownRequest::default()).unwrap();
+    assert!(!f.shut_down.load(Ordering::SeqCst), "shut down with a task left");
+    f.svc.on_exit(pid, 0);
+    f.svc.delete(delete_req("s")).unwrap();
+    f.svc.shutdown(ShutdownRequest::default()).unwrap();
+    assert!(f.shut_down.load(Ordering::SeqCst));
+}
+
+#[test]
+fn pids_close_io_connect_and_unimplemented() {
+    let f = fixture();
+    let pid = create(&f.svc, "p").unwrap();
+    let pids = f.svc.pids(PidsRequest { id: "p".into(), ..Default::default() }).unwrap();
+    assert_eq!(pids.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [pid]);
+    f.svc
+        .close_io(CloseIORequest { id: "p".into(), stdin: true, ..Default::default() })
+        .unwrap();
+    assert!(f.launcher.journal.calls.lock().unwrap().contains(&format!("close_stdin {pid}")));
+    let c = f.svc.connect(ConnectRequest { id: "p".into(), ..Default::default() }).unwrap();
+    assert_eq!((c.task_pid, c.shim_pid), (pid, std::process::id()));
+    let err = f.svc.unimplemented::<()>("Pause").unwrap_err();
+    assert_eq!(err.code(), Code::UNIMPLEMENTED);
+    assert_eq!(err.to_string(), "Pause is not implemented by wasmlet yet");
+}
