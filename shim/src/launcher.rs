@@ -6,6 +6,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -66,7 +67,8 @@ impl Launcher for ProcessLauncher {
         let (mut ctl, theirs) =
             UnixStream::pair().map_err(Error::io("creating control socket for", &req.bundle))?;
         let mut cmd = Command::new("/proc/self/exe");
-        cmd.arg(WORKLOAD_ARG)
+        cmd.arg0("wasmlet-workload")
+            .arg(WORKLOAD_ARG)
             .arg(&req.id)
             .env_clear()
             .current_dir("/")

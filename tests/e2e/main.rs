@@ -1,1 +1,37 @@
-fn main(){}
+//! End-to-end tests: Debian's containerd on private paths, the release-built shims on its
+//! PATH, driven with `ctr` exactly as a user would. Needs root; run with `make test`.
+//! Without root, containerd or the built shims, every test is reported ignored, with the
+//! reason printed first.
+
+mod errors;
+mod images;
+mod lifecycle;
+mod run;
+mod support;
+
+use libtest_mimic::{Arguments, Trial};
+
+fn main() {
+    let args = Arguments::from_args();
+    let opts = wasmlet_tests::containerd::Options::from_env();
+    let unavailable = wasmlet_tests::containerd::unavailable_reason(&opts);
+    if let Some(why) = &unavailable {
+        eprintln!("e2e tests ignored: {why}");
+    }
+    let mut trials = Vec::new();
+    for (name, test) in run::TESTS
+        .iter()
+        .chain(lifecycle::TESTS)
+        .chain(errors::TESTS)
+        .chain(images::TESTS)
+    {
+        let trial = Trial::test(*name, move || {
+            test(&support::containerd());
+            Ok(())
+        });
+        trials.push(trial.with_ignored_flag(unavailable.is_some()));
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    support::shutdown();
+    conclusion.exit();
+}

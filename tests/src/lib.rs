@@ -1,0 +1,22 @@
+//! The end-to-end harness: a private containerd (Debian's package) on its own root, state,
+//! sockets and config, with the freshly built shims on its `PATH`, driven through `ctr`.
+//! It never touches a system containerd. The e2e tests, `wasmlet-demo` and `wasmlet-bench`
+//! all use it.
+//!
+//! - [`cmd`]: running commands with a deadline.
+//! - [`containerd`]: starting, driving and stopping the private containerd.
+//! - [`fixtures`]: the `.wat` fixtures, rootfs directories and images built from them.
+//! - [`leaks`]: finding processes, mounts, sockets and state a container left behind.
+
+pub mod cmd;
+pub mod containerd;
+pub mod fixtures;
+pub mod leaks;
+
+/// The workspace root (where `target/` is).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}

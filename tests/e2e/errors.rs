@@ -1,0 +1,3 @@
+//! Bad input.
+use crate::support::Test;
+pub const TESTS: &[(&str, Test)] = &[];

@@ -1,0 +1,3 @@
+//! Images.
+use crate::support::Test;
+pub const TESTS: &[(&str, Test)] = &[];

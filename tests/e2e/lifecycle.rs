@@ -1,0 +1,3 @@
+//! Lifecycle tests.
+use crate::support::Test;
+pub const TESTS: &[(&str, Test)] = &[];

@@ -1,0 +1,203 @@
+//! A private containerd: its own root, state, sockets and config under a temporary
+//! directory, the shims under test first on its `PATH`. Stopped, and everything it left
+//! (shims, workloads, mounts) cleaned, on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::cmd::{eventually, run, Output};
+
+/// How to start containerd.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Directory holding `containerd-shim-*-v1`.
+    pub shim_dir: PathBuf,
+    /// containerd's log level; `debug` also turns on the shims' debug logs.
+    pub log_level: String,
+    /// Extra TOML appended to the config.
+    pub extra_config: String,
+}
+
+impl Options {
+    /// Shims from `WASMLET_SHIM_DIR`, else `target/release` of this workspace.
+    pub fn from_env() -> Self {
+        let shim_dir = std::env::var_os("WASMLET_SHIM_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| crate::workspace_root().join("target/release"));
+        Options {
+            shim_dir,
+            log_level: std::env::var("WASMLET_CONTAINERD_LOG").unwrap_or_else(|_| "info".into()),
+            extra_config: String::new(),
+        }
+    }
+}
+
+/// A running private containerd.
+pub struct Containerd {
+    pub dir: PathBuf,
+    pub address: PathBuf,
+    pub cache_dir: PathBuf,
+    child: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+/// Why the harness cannot run here; the message says what to do.
+pub fn unavailable_reason(opts: &Options) -> Option<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("needs root (containerd, mounts): run `make test` as root".into());
+    }
+    for tool in ["/usr/bin/containerd", "/usr/bin/ctr"] {
+        if !Path::new(tool).exists() {
+            return Some(format!("{tool} missing: apt-get install containerd runc"));
+        }
+    }
+    let shim = opts.shim_dir.join("containerd-shim-wasmtime-v1");
+    if !shim.exists() {
+        return Some(format!(
+            "{} missing: run `make test` (or cargo build --release -p wasmlet-shim)",
+            shim.display()
+        ));
+    }
+    None
+}
+
+impl Containerd {
+    /// Start containerd and wait until it answers.
+    pub fn start(opts: &Options) -> Result<Containerd, String> {
+        let tmp = tempfile::Builder::new()
+            .prefix("wasmlet-ctd-")
+            .tempdir_in("/tmp")
+            .map_err(|e| format!("creating containerd dir: {e}"))?;
+        let dir = tmp.path().to_path_buf();
+        let address = dir.join("containerd.sock");
+        let cache_dir = dir.join("cache");
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = "{a}"
+
+[ttrpc]
+  address = "{a}.ttrpc"
+
+[debug]
+  level = "{level}"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+{extra}
+"#,
+            d = dir.display(),
+            a = address.display(),
+            level = opts.log_level,
+            extra = opts.extra_config,
+        );
+        std::fs::write(dir.join("config.toml"), config).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("containerd.log")).map_err(|e| e.to_string())?;
+        let path = format!(
+            "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            opts.shim_dir.display()
+        );
+        let child = Command::new("/usr/bin/containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env_clear()
+            .env("PATH", path)
+            .env("WASMLET_CACHE_DIR", &cache_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting containerd: {e}"))?;
+        let ctd = Containerd {
+            dir,
+            address,
+            cache_dir,
+            child: Some(child),
+            _tmp: tmp,
+        };
+        let ready = eventually(Duration::from_secs(30), || {
+            ctd.ctr_timeout("default", &["version"], None, Duration::from_secs(5))
+                .code
+                == Some(0)
+        });
+        if !ready {
+            return Err(format!("containerd did not start:\n{}", ctd.log()));
+        }
+        Ok(ctd)
+    }
+
+    /// containerd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+
+    /// Run `ctr` in namespace `ns` (60 s deadline).
+    pub fn ctr(&self, ns: &str, args: &[&str]) -> Output {
+        self.ctr_timeout(ns, args, None, Duration::from_secs(60))
+    }
+
+    /// Run `ctr` with stdin input and a deadline.
+    pub fn ctr_timeout(
+        &self,
+        ns: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Output {
+        let mut cmd = self.ctr_command(ns);
+        cmd.args(args);
+        run(&mut cmd, stdin, timeout)
+    }
+
+    /// A `ctr` command for this containerd and namespace, without arguments yet.
+    pub fn ctr_command(&self, ns: &str) -> Command {
+        let mut cmd = Command::new("/usr/bin/ctr");
+        cmd.arg("--address").arg(&self.address).arg("-n").arg(ns);
+        cmd
+    }
+
+    /// The bundle directory containerd makes for a task.
+    pub fn bundle_dir(&self, ns: &str, id: &str) -> PathBuf {
+        self.dir
+            .join("state/io.containerd.runtime.v2.task")
+            .join(ns)
+            .join(id)
+    }
+
+    /// The socket a shim grouped under `group` listens on (as containerd-shim computes it).
+    pub fn shim_socket(&self, ns: &str, group: &str) -> PathBuf {
+        let key = format!("{}/{ns}/{group}", self.address.display());
+        PathBuf::from(format!(
+            "/run/containerd/s/{:x}",
+            Sha256::digest(key.as_bytes())
+        ))
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let stopped = eventually(Duration::from_secs(10), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            });
+            if !stopped {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        crate::leaks::kill_processes_mentioning(&self.address.to_string_lossy());
+        crate::leaks::kill_processes_mentioning(&self.dir.to_string_lossy());
+        crate::leaks::unmount_under(&self.dir);
+    }
+}

@@ -1,0 +1,69 @@
+//! Test inputs: the `.wat` fixtures compiled to binary, rootfs directories holding them, and
+//! images (built with `wasmlet_oci::image`) imported into the private containerd.
+
+use std::path::{Path, PathBuf};
+
+use wasmlet_oci::image::{write_layout, ImageSpec};
+
+use crate::containerd::Containerd;
+
+/// The binary module for `tests/fixtures/<name>.wat`.
+pub fn wat(name: &str) -> Vec<u8> {
+    let path = crate::workspace_root().join("tests/fixtures").join(format!("{name}.wat"));
+    wat::parse_file(&path).unwrap_or_else(|e| panic!("compiling {}: {e}", path.display()))
+}
+
+/// A rootfs directory holding `files` (absolute guest paths), modules executable.
+pub fn rootfs(files: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("wasmlet-rootfs-")
+        .tempdir()
+        .expect("temp rootfs");
+    for (guest, data) in files {
+        let host = dir.path().join(guest.trim_start_matches('/'));
+        std::fs::create_dir_all(host.parent().expect("file has a parent")).unwrap();
+        std::fs::write(&host, data).unwrap();
+    }
+    dir
+}
+
+/// Write `spec` as an OCI layout tarball and `ctr image import` it into `ns`.
+pub fn import_image(ctd: &Containerd, ns: &str, spec: &ImageSpec) {
+    let tar = ctd.dir.join(format!(
+        "{}.tar",
+        spec.name.replace(['/', ':'], "_")
+    ));
+    let file = std::fs::File::create(&tar).expect("creating image tar");
+    write_layout(spec, std::io::BufWriter::new(file)).expect("writing image");
+    ctd.ctr(ns, &["image", "import", &tar.to_string_lossy()])
+        .ok("ctr image import");
+}
+
+/// An image holding one module at `/app/<name>.wasm` as its entrypoint.
+pub fn module_image(name: &str, module: Vec<u8>) -> ImageSpec {
+    let path = format!("/app/{}.wasm", name.rsplit('/').next().unwrap_or(name).split(':').next().unwrap_or(name));
+    let mut spec = ImageSpec::new(name).file(&path, module, 0o755);
+    spec.entrypoint = vec![path];
+    spec
+}
+
+/// A built example program, e.g. `example("wasm32-wasip1", "hello")`.
+pub fn example(target: &str, name: &str) -> PathBuf {
+    crate::workspace_root()
+        .join("target")
+        .join(target)
+        .join("release")
+        .join(format!("{name}.wasm"))
+}
+
+/// Whether `path` exists, with a hint to build it when it does not.
+pub fn require(path: &Path) -> Result<(), String> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} missing: run `make examples` first",
+            path.display()
+        ))
+    }
+}
