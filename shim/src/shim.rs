@@ -24,6 +24,7 @@ pub struct WasmletShim {
     exit: Arc<ExitSignal>,
     namespace: String,
     bundle: PathBuf,
+    socket: String,
 }
 
 fn shim_err(e: impl std::fmt::Display) -> containerd_shim::Error {
@@ -54,6 +55,7 @@ impl containerd_shim::Shim for WasmletShim {
             exit: Arc::new(ExitSignal::default()),
             namespace: args.namespace.clone(),
             bundle,
+            socket: args.socket.clone(),
         }
     }
 
@@ -91,6 +93,12 @@ impl containerd_shim::Shim for WasmletShim {
 
     fn wait(&mut self) {
         self.exit.wait();
+        // containerd-shim removes the socket only if the bundle's `address` file still
+        // exists, and containerd may already have removed the bundle: remove it here.
+        let path = self.socket.trim_start_matches("unix://");
+        if !path.is_empty() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> TaskAdapter {

@@ -1,3 +1,179 @@
-//! Lifecycle tests.
-use crate::support::Test;
-pub const TESTS: &[(&str, Test)] = &[];
+//! Detached tasks: listing, signals, delete, events, unimplemented methods, and recovery
+//! after the shim itself is killed.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmlet_tests::cmd::eventually;
+use wasmlet_tests::containerd::Containerd;
+use wasmlet_tests::fixtures::{rootfs, wat};
+use wasmlet_tests::leaks;
+
+use crate::support::{assert_clean, run_rootfs, Test, NS, RUNTIME};
+
+pub const TESTS: &[(&str, Test)] = &[
+    ("lifecycle::detach_sigterm_exits_143", detach_sigterm_exits_143),
+    ("lifecycle::sigkill_all_exits_137", sigkill_all_exits_137),
+    ("lifecycle::events_cover_the_lifecycle", events_cover_the_lifecycle),
+    ("lifecycle::unimplemented_methods_say_so", unimplemented_methods_say_so),
+    ("lifecycle::killed_shim_is_cleaned_up_by_delete", killed_shim_is_cleaned_up_by_delete),
+];
+
+/// Start `/sleep.wasm` detached as `id` and return its pid from `ctr task ls`.
+fn start_sleeper(ctd: &Containerd, id: &str) -> (tempfile::TempDir, u32) {
+    let dir = rootfs(&[("/sleep.wasm", wat("sleep"))]);
+    let d = dir.path().to_string_lossy().into_owned();
+    ctd.ctr(NS, &["run", "-d", "--runtime", RUNTIME, "--rootfs", &d, id, "/sleep.wasm"])
+        .ok("ctr run -d");
+    let (status, pid) = task_status(ctd, id).expect("task listed");
+    assert_eq!(status, "RUNNING");
+    (dir, pid)
+}
+
+/// STATUS and PID of `id` from `ctr task ls`.
+fn task_status(ctd: &Containerd, id: &str) -> Option<(String, u32)> {
+    let out = ctd.ctr(NS, &["task", "ls"]).ok("ctr task ls");
+    out.stdout_str().lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.first() == Some(&id)).then(|| (cols[2].to_string(), cols[1].parse().unwrap_or(0)))
+    })
+}
+
+fn wait_stopped(ctd: &Containerd, id: &str) {
+    let stopped = eventually(Duration::from_secs(10), || {
+        task_status(ctd, id).is_some_and(|(s, _)| s == "STOPPED")
+    });
+    assert!(stopped, "task {id} did not stop: {:?}", task_status(ctd, id));
+}
+
+fn remove(ctd: &Containerd, id: &str, want_exit: i32) {
+    let out = ctd.ctr(NS, &["task", "delete", id]).ok("ctr task delete");
+    let want = format!("exit code {want_exit}");
+    assert!(out.stderr.contains(&want), "ctr task delete {id}: want {want:?}: {out:?}");
+    ctd.ctr(NS, &["container", "rm", id]).ok("ctr container rm");
+    assert_clean(ctd, id);
+}
+
+fn detach_sigterm_exits_143(ctd: &Containerd) {
+    let (_dir, pid) = start_sleeper(ctd, "term");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("--wasmlet-workload"),
+        "task pid {pid} is the workload process"
+    );
+    let ps = ctd.ctr(NS, &["task", "ps", "term"]).ok("ctr task ps");
+    assert!(ps.stdout_str().contains(&pid.to_string()), "{}", ps.stdout_str());
+    ctd.ctr(NS, &["task", "kill", "term"]).ok("ctr task kill");
+    wait_stopped(ctd, "term");
+    let again = ctd.ctr(NS, &["task", "kill", "term"]);
+    assert_ne!(again.code, Some(0), "killing a stopped task fails");
+    assert!(again.stderr.contains("process already finished"), "{}", again.stderr);
+    remove(ctd, "term", 143);
+}
+
+fn sigkill_all_exits_137(ctd: &Containerd) {
+    let (_dir, _pid) = start_sleeper(ctd, "kill9");
+    ctd.ctr(NS, &["task", "kill", "--all", "-s", "SIGKILL", "kill9"]).ok("ctr task kill");
+    wait_stopped(ctd, "kill9");
+    remove(ctd, "kill9", 137);
+}
+
+fn events_cover_the_lifecycle(ctd: &Containerd) {
+    let mut events = ctd
+        .ctr_command(NS)
+        .arg("events")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ctr events");
+    let seen = Arc::new(Mutex::new(String::new()));
+    let mut stdout = events.stdout.take().unwrap();
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    // Make sure the subscription is live before the container runs.
+    let subscribed = eventually(Duration::from_secs(20), || {
+        ctd.ctr(NS, &["namespaces", "create", "wasmlet-events-probe"]);
+        ctd.ctr(NS, &["namespaces", "remove", "wasmlet-events-probe"]);
+        seen.lock().unwrap().contains("/namespaces/create")
+    });
+    assert!(subscribed, "ctr events never saw a namespace event");
+    let dir = rootfs(&[("/exit.wasm", wat("exit42"))]);
+    let out = run_rootfs(ctd, "events", dir.path(), &[], &["/exit.wasm"]);
+    assert_eq!(out.code, Some(42));
+    let ours = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.contains("\"events\""))
+            .map(str::to_string)
+            .collect()
+    };
+    eventually(Duration::from_secs(10), || {
+        ours(&seen.lock().unwrap()).iter().any(|l| l.contains("/tasks/delete"))
+    });
+    let _ = events.kill();
+    let _ = events.wait();
+    let _ = reader.join();
+    let text = seen.lock().unwrap().clone();
+    let lines = ours(&text);
+    let pos = |t: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(t))
+            .unwrap_or_else(|| panic!("no {t} event for the container in:\n{text}"))
+    };
+    assert!(pos("/tasks/create") < pos("/tasks/start"), "{text}");
+    assert!(pos("/tasks/start") < pos("/tasks/exit"), "{text}");
+    assert!(pos("/tasks/exit") < pos("/tasks/delete"), "{text}");
+    let exit = &lines[pos("/tasks/exit")];
+    assert!(exit.contains("\"exit_status\":42"), "exit event carries the status: {exit}");
+    assert_clean(ctd, "events");
+}
+
+fn unimplemented_methods_say_so(ctd: &Containerd) {
+    let (_dir, _pid) = start_sleeper(ctd, "unimpl");
+    let pause = ctd.ctr(NS, &["task", "pause", "unimpl"]);
+    assert_ne!(pause.code, Some(0));
+    assert!(pause.stderr.contains("Pause is not implemented"), "{}", pause.stderr);
+    let exec = ctd.ctr(NS, &["task", "exec", "--exec-id", "e1", "unimpl", "/sleep.wasm"]);
+    assert_ne!(exec.code, Some(0));
+    assert!(exec.stderr.contains("Exec is not implemented"), "{}", exec.stderr);
+    ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", "unimpl"]).ok("kill");
+    wait_stopped(ctd, "unimpl");
+    remove(ctd, "unimpl", 137);
+}
+
+fn killed_shim_is_cleaned_up_by_delete(ctd: &Containerd) {
+    let (_dir, pid) = start_sleeper(ctd, "orphan");
+    let address = ctd.address.to_string_lossy().into_owned();
+    let shims = leaks::processes_with(&["containerd-shim-wasmtime-v1", "-id orphan ", &address]);
+    assert_eq!(shims.len(), 1, "one shim: {shims:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shims[0].0 as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // containerd notices the dead shim and runs `containerd-shim-wasmtime-v1 delete`, which
+    // must kill the reparented workload and unmount.
+    let gone = eventually(Duration::from_secs(20), || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid)
+    });
+    assert!(gone, "workload {pid} survived its shim");
+    let _ = ctd.ctr(NS, &["task", "delete", "orphan"]);
+    ctd.ctr(NS, &["container", "rm", "orphan"]).ok("ctr container rm");
+    assert_clean(ctd, "orphan");
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}

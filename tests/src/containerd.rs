@@ -181,8 +181,30 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
     }
 }
 
+impl Containerd {
+    /// Kill and remove every task and container a test left, in every namespace.
+    pub fn remove_everything(&self) {
+        let t = Duration::from_secs(20);
+        let namespaces = self.ctr_timeout("default", &["namespaces", "ls", "-q"], None, t);
+        for ns in namespaces.stdout_str().lines() {
+            let tasks = self.ctr_timeout(ns, &["task", "ls", "-q"], None, t);
+            for id in tasks.stdout_str().lines() {
+                self.ctr_timeout(ns, &["task", "kill", "-a", "-s", "SIGKILL", id], None, t);
+                eventually(Duration::from_secs(5), || {
+                    self.ctr_timeout(ns, &["task", "delete", id], None, t).code == Some(0)
+                });
+            }
+            let containers = self.ctr_timeout(ns, &["containers", "ls", "-q"], None, t);
+            for id in containers.stdout_str().lines() {
+                self.ctr_timeout(ns, &["containers", "rm", id], None, t);
+            }
+        }
+    }
+}
+
 impl Drop for Containerd {
     fn drop(&mut self) {
+        self.remove_everything();
         if let Some(mut child) = self.child.take() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),
@@ -196,8 +218,16 @@ impl Drop for Containerd {
                 let _ = child.wait();
             }
         }
-        crate::leaks::kill_processes_mentioning(&self.address.to_string_lossy());
-        crate::leaks::kill_processes_mentioning(&self.dir.to_string_lossy());
+        // Shims that outlived containerd, and their workloads.
+        let shims = crate::leaks::processes_with(&[&self.address.to_string_lossy()]);
+        for (pid, _) in &shims {
+            crate::leaks::kill_tree(*pid);
+        }
+        for addr in crate::leaks::files_named(&self.dir.join("state"), "address") {
+            if let Ok(a) = std::fs::read_to_string(&addr) {
+                let _ = std::fs::remove_file(a.trim().trim_start_matches("unix://"));
+            }
+        }
         crate::leaks::unmount_under(&self.dir);
     }
 }

@@ -56,12 +56,38 @@ pub fn unmount_under(dir: &Path) {
     }
 }
 
-/// SIGKILL every process whose command line contains `needle`.
-pub fn kill_processes_mentioning(needle: &str) {
-    for (pid, _) in processes_with(&[needle]) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+
+/// The parent pid of `pid`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// SIGKILL `pid` and all of its descendants.
+pub fn kill_tree(pid: u32) {
+    let all: Vec<u32> = processes().into_iter().map(|(p, _)| p).collect();
+    for child in all.iter().copied().filter(|p| parent_of(*p) == Some(pid)) {
+        kill_tree(child);
     }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Files called `name` anywhere below `dir`.
+pub fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            found.extend(files_named(&p, name));
+        } else if e.file_name() == name {
+            found.push(p);
+        }
+    }
+    found
 }
