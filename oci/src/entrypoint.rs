@@ -138,7 +138,10 @@ mod tests {
         let r = rootfs();
         let e = find(r.path(), "/hello.wasm#run", "/", None).unwrap();
         assert_eq!((e.arg0.as_str(), e.export.as_str()), ("/hello.wasm", "run"));
-        assert!(matches!(split_export("/a.wasm#"), Err(Error::EmptyExport { .. })));
+        assert!(matches!(
+            split_export("/a.wasm#"),
+            Err(Error::EmptyExport { .. })
+        ));
     }
 
     #[test]
@@ -163,7 +166,10 @@ mod tests {
         let err = find(r.path(), "nope.wasm", "/app", Some("/bin:/sbin")).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, Error::ModuleNotFound { .. }));
-        assert!(msg.contains("/bin/nope.wasm") && msg.contains("/app/nope.wasm"), "{msg}");
+        assert!(
+            msg.contains("/bin/nope.wasm") && msg.contains("/app/nope.wasm"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -127,7 +127,12 @@ pub fn layer_tar(files: &[LayerFile]) -> Result<Vec<u8>> {
     }
     for f in entries {
         let mut h = header(tar::EntryType::Regular, f.mode, f.data.len() as u64);
-        append(&mut tar, &mut h, f.path.trim_start_matches('/'), &f.data[..])?;
+        append(
+            &mut tar,
+            &mut h,
+            f.path.trim_start_matches('/'),
+            &f.data[..],
+        )?;
     }
     tar.into_inner().map_err(|e| Error::Image(e.to_string()))
 }
@@ -181,7 +186,11 @@ pub fn write_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
         "config": {"mediaType": MT_CONFIG, "digest": config.digest, "size": config.data.len()},
         "layers": [{"mediaType": MT_LAYER_TAR, "digest": layer.digest, "size": layer.data.len()}],
     })));
-    let tag = spec.name.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
+    let tag = spec
+        .name
+        .rsplit_once(':')
+        .map(|(_, t)| t)
+        .unwrap_or("latest");
     let index = json_bytes(&serde_json::json!({
         "schemaVersion": 2,
         "manifests": [{

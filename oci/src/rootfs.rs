@@ -92,7 +92,10 @@ mod tests {
     fn dotdot_stops_at_root() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        assert_eq!(resolve(r, "/../../etc/passwd").unwrap(), r.join("etc/passwd"));
+        assert_eq!(
+            resolve(r, "/../../etc/passwd").unwrap(),
+            r.join("etc/passwd")
+        );
         assert_eq!(resolve(r, "/a/../../b").unwrap(), r.join("b"));
     }
 
@@ -113,7 +116,10 @@ mod tests {
         std::fs::write(r.join("app/real.wasm"), b"x").unwrap();
         symlink("real.wasm", r.join("app/link.wasm")).unwrap();
         symlink("../../../../../tmp", r.join("app/up")).unwrap();
-        assert_eq!(resolve(r, "/app/link.wasm").unwrap(), r.join("app/real.wasm"));
+        assert_eq!(
+            resolve(r, "/app/link.wasm").unwrap(),
+            r.join("app/real.wasm")
+        );
         assert_eq!(resolve(r, "/app/up/x").unwrap(), r.join("tmp/x"));
     }
 

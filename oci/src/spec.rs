@@ -77,7 +77,10 @@ mod tests {
             p(),
         )
         .unwrap();
-        assert_eq!(rootfs(Path::new("/b"), &spec).unwrap(), Path::new("/b/rootfs"));
+        assert_eq!(
+            rootfs(Path::new("/b"), &spec).unwrap(),
+            Path::new("/b/rootfs")
+        );
         assert!(!root_readonly(&spec));
     }
 
@@ -98,7 +101,8 @@ mod tests {
         assert!(matches!(parse(no_process, p()), Err(Error::MissingProcess)));
         let no_args = r#"{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"args":[],"cwd":"/"},"root":{"path":"r"}}"#;
         assert!(matches!(parse(no_args, p()), Err(Error::EmptyArgs)));
-        let no_root = r#"{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"args":["a"],"cwd":"/"}}"#;
+        let no_root =
+            r#"{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"args":["a"],"cwd":"/"}}"#;
         assert!(matches!(parse(no_root, p()), Err(Error::MissingRoot)));
     }
 

@@ -252,7 +252,10 @@ mod tests {
         assert!(matches!(plan(&spec, &r), Err(Error::CwdNotFound { .. })));
         let spec = spec_with(r#"{"args":["/hello.wasm"],"cwd":"relative"}"#, "");
         assert!(matches!(plan(&spec, &r), Err(Error::CwdNotAbsolute { .. })));
-        let spec = spec_with(r#"{"args":["/hello.wasm"],"cwd":"/","env":["NOEQUALS"]}"#, "");
+        let spec = spec_with(
+            r#"{"args":["/hello.wasm"],"cwd":"/","env":["NOEQUALS"]}"#,
+            "",
+        );
         assert!(matches!(plan(&spec, &r), Err(Error::InvalidEnv { .. })));
     }
 
@@ -267,7 +270,10 @@ mod tests {
     #[test]
     fn explicit_pwd_is_kept() {
         let b = bundle();
-        let spec = spec_with(r#"{"args":["/hello.wasm"],"cwd":"/app","env":["PWD=/x"]}"#, "");
+        let spec = spec_with(
+            r#"{"args":["/hello.wasm"],"cwd":"/app","env":["PWD=/x"]}"#,
+            "",
+        );
         let plan = plan(&spec, &b.path().join("rootfs")).unwrap();
         assert_eq!(plan.env, [("PWD".into(), "/x".into())]);
     }

@@ -64,12 +64,17 @@ mod tests {
     #[test]
     fn core_module_and_component() {
         assert_eq!(sniff(b"\0asm\x01\0\0\0", "m").unwrap(), WasmKind::Module);
-        assert_eq!(sniff(b"\0asm\x0d\0\x01\0", "c").unwrap(), WasmKind::Component);
+        assert_eq!(
+            sniff(b"\0asm\x0d\0\x01\0", "c").unwrap(),
+            WasmKind::Component
+        );
     }
 
     #[test]
     fn non_wasm_files_are_described() {
-        let elf = sniff(b"\x7fELF\x02\x01\x01\0", "/bin/sh").unwrap_err().to_string();
+        let elf = sniff(b"\x7fELF\x02\x01\x01\0", "/bin/sh")
+            .unwrap_err()
+            .to_string();
         assert!(elf.contains("ELF") && elf.contains("/bin/sh"), "{elf}");
         let script = sniff(b"#!/bin/sh\necho", "s").unwrap_err().to_string();
         assert!(script.contains("script"), "{script}");

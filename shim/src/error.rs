@@ -25,7 +25,9 @@ pub enum Error {
     ProcessFinished { id: String },
     #[error("{method} is not implemented by wasmlet yet")]
     Unimplemented { method: &'static str },
-    #[error("terminal (tty) is not supported: WebAssembly workloads have no console; run without -t")]
+    #[error(
+        "terminal (tty) is not supported: WebAssembly workloads have no console; run without -t"
+    )]
     TerminalUnsupported,
     #[error("unsupported stdio URI {uri:?}: only FIFOs, file:// and empty paths are supported")]
     UnsupportedStdio { uri: String },
@@ -37,7 +39,10 @@ pub enum Error {
     Engine(String),
     /// The workload process refused the module; `message` is its error, already worded.
     #[error("{message}")]
-    Prepare { message: String, invalid_input: bool },
+    Prepare {
+        message: String,
+        invalid_input: bool,
+    },
     #[error("workload process for {id:?} exited before it was ready{detail}")]
     WorkloadDied { id: String, detail: String },
     #[error("cannot mount rootfs {target}: {message}")]
@@ -49,17 +54,17 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("{context}: {source}")]
-    Sys {
-        context: String,
-        source: nix::Error,
-    },
+    Sys { context: String, source: nix::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// An I/O error with what was being done and to which path.
-    pub fn io(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Error::Io {
             context,
@@ -90,7 +95,10 @@ impl Error {
             | Error::UnsupportedStdio { .. }
             | Error::InvalidSignal { .. }
             | Error::ModuleInvalid { .. } => Code::INVALID_ARGUMENT,
-            Error::Prepare { invalid_input: true, .. } => Code::INVALID_ARGUMENT,
+            Error::Prepare {
+                invalid_input: true,
+                ..
+            } => Code::INVALID_ARGUMENT,
             Error::Prepare { .. }
             | Error::Engine(_)
             | Error::WorkloadDied { .. }
@@ -123,19 +131,46 @@ mod tests {
         let id = || "c1".to_string();
         let cases = [
             (Error::TaskNotFound { id: id() }, Code::NOT_FOUND),
-            (Error::ExecNotFound { id: id(), exec_id: "e".into() }, Code::NOT_FOUND),
+            (
+                Error::ExecNotFound {
+                    id: id(),
+                    exec_id: "e".into(),
+                },
+                Code::NOT_FOUND,
+            ),
             (Error::ProcessFinished { id: id() }, Code::NOT_FOUND),
             (Error::TaskExists { id: id() }, Code::ALREADY_EXISTS),
             (
-                Error::IllegalTransition { id: id(), from: Status::Running, op: Op::Delete },
+                Error::IllegalTransition {
+                    id: id(),
+                    from: Status::Running,
+                    op: Op::Delete,
+                },
                 Code::FAILED_PRECONDITION,
             ),
-            (Error::Unimplemented { method: "Pause" }, Code::UNIMPLEMENTED),
+            (
+                Error::Unimplemented { method: "Pause" },
+                Code::UNIMPLEMENTED,
+            ),
             (Error::TerminalUnsupported, Code::INVALID_ARGUMENT),
-            (Error::UnsupportedStdio { uri: "binary:///x".into() }, Code::INVALID_ARGUMENT),
+            (
+                Error::UnsupportedStdio {
+                    uri: "binary:///x".into(),
+                },
+                Code::INVALID_ARGUMENT,
+            ),
             (Error::InvalidSignal { signal: 99 }, Code::INVALID_ARGUMENT),
-            (Error::ModuleInvalid { module: "/a".into(), message: "m".into() }, Code::INVALID_ARGUMENT),
-            (Error::Oci(wasmlet_oci::Error::EmptyArgs), Code::INVALID_ARGUMENT),
+            (
+                Error::ModuleInvalid {
+                    module: "/a".into(),
+                    message: "m".into(),
+                },
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                Error::Oci(wasmlet_oci::Error::EmptyArgs),
+                Code::INVALID_ARGUMENT,
+            ),
             (
                 Error::Oci(wasmlet_oci::Error::Io {
                     path: "/x".into(),
@@ -144,12 +179,39 @@ mod tests {
                 Code::INTERNAL,
             ),
             (Error::Engine("boom".into()), Code::INTERNAL),
-            (Error::Prepare { message: "bad".into(), invalid_input: true }, Code::INVALID_ARGUMENT),
-            (Error::Prepare { message: "oom".into(), invalid_input: false }, Code::INTERNAL),
-            (Error::WorkloadDied { id: id(), detail: String::new() }, Code::INTERNAL),
-            (Error::Mount { target: "/r".into(), message: "m".into() }, Code::INTERNAL),
             (
-                Error::Sys { context: "kill".into(), source: nix::Error::EPERM },
+                Error::Prepare {
+                    message: "bad".into(),
+                    invalid_input: true,
+                },
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                Error::Prepare {
+                    message: "oom".into(),
+                    invalid_input: false,
+                },
+                Code::INTERNAL,
+            ),
+            (
+                Error::WorkloadDied {
+                    id: id(),
+                    detail: String::new(),
+                },
+                Code::INTERNAL,
+            ),
+            (
+                Error::Mount {
+                    target: "/r".into(),
+                    message: "m".into(),
+                },
+                Code::INTERNAL,
+            ),
+            (
+                Error::Sys {
+                    context: "kill".into(),
+                    source: nix::Error::EPERM,
+                },
                 Code::INTERNAL,
             ),
         ];
@@ -161,7 +223,11 @@ mod tests {
 
     #[test]
     fn status_message_is_the_display_text() {
-        let e = Error::IllegalTransition { id: "c1".into(), from: Status::Running, op: Op::Delete };
+        let e = Error::IllegalTransition {
+            id: "c1".into(),
+            from: Status::Running,
+            op: Op::Delete,
+        };
         match ttrpc::Error::from(e) {
             ttrpc::Error::RpcStatus(s) => {
                 assert_eq!(s.message(), "cannot delete task \"c1\": it is running")

@@ -60,7 +60,12 @@ pub struct MemorySink {
 impl MemorySink {
     /// The topics published so far, in order.
     pub fn topics(&self) -> Vec<String> {
-        self.events.lock().unwrap().iter().map(|e| e.topic()).collect()
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.topic())
+            .collect()
     }
 }
 

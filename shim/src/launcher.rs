@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -165,7 +165,11 @@ impl Instance for ProcessInstance {
             signal: signal as u32,
         })?;
         let pid = Pid::from_raw(self.pid as i32);
-        let result = if all { killpg(pid, sig) } else { kill(pid, sig) };
+        let result = if all {
+            killpg(pid, sig)
+        } else {
+            kill(pid, sig)
+        };
         match result {
             // Gone already: its exit is on the way.
             Ok(()) | Err(nix::Error::ESRCH) => Ok(()),

@@ -19,11 +19,16 @@ impl Mounted {
     pub fn mount(mounts: &[RootfsMount], target: &Path) -> Result<Mounted> {
         let mut mounted = Mounted { target: None };
         for m in mounts {
-            containerd_shim::mount_linux::mount_rootfs(Some(&m.typ), Some(&m.source), &m.options, target)
-                .map_err(|e| Error::Mount {
-                    target: target.to_path_buf(),
-                    message: format!("{} mount of {}: {e}", m.typ, m.source),
-                })?;
+            containerd_shim::mount_linux::mount_rootfs(
+                Some(&m.typ),
+                Some(&m.source),
+                &m.options,
+                target,
+            )
+            .map_err(|e| Error::Mount {
+                target: target.to_path_buf(),
+                message: format!("{} mount of {}: {e}", m.typ, m.source),
+            })?;
             mounted.target = Some(target.to_path_buf());
         }
         Ok(mounted)

@@ -138,7 +138,9 @@ impl StdinFeed {
                             Ok(n) => n,
                         };
                         let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
-                        let delivered = w.as_mut().is_some_and(|pipe| pipe.write_all(&buf[..n]).is_ok());
+                        let delivered = w
+                            .as_mut()
+                            .is_some_and(|pipe| pipe.write_all(&buf[..n]).is_ok());
                         if !delivered {
                             break;
                         }

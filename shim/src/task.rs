@@ -106,9 +106,9 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
     }
 
     fn task<'a>(reg: &'a mut Registry, id: &str) -> Result<&'a mut Task> {
-        reg.tasks.get_mut(id).ok_or_else(|| Error::TaskNotFound {
-            id: id.to_string(),
-        })
+        reg.tasks
+            .get_mut(id)
+            .ok_or_else(|| Error::TaskNotFound { id: id.to_string() })
     }
 
     /// Create: launch the workload up to Start.
@@ -389,9 +389,8 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
             }
             None => {
                 let now = SystemTime::now();
-                reg.unclaimed.retain(|_, e| {
-                    now.duration_since(e.at).unwrap_or_default() < UNCLAIMED_TTL
-                });
+                reg.unclaimed
+                    .retain(|_, e| now.duration_since(e.at).unwrap_or_default() < UNCLAIMED_TTL);
                 reg.unclaimed.insert(pid, exit);
             }
         }

@@ -27,7 +27,11 @@ impl Instance for StubInstance {
         self.pid
     }
     fn start(&self) -> Result<()> {
-        self.journal.calls.lock().unwrap().push(format!("start {}", self.pid));
+        self.journal
+            .calls
+            .lock()
+            .unwrap()
+            .push(format!("start {}", self.pid));
         Ok(())
     }
     fn signal(&self, signal: i32, all: bool) -> Result<()> {
@@ -36,10 +40,18 @@ impl Instance for StubInstance {
         Ok(())
     }
     fn close_stdin(&self) {
-        self.journal.calls.lock().unwrap().push(format!("close_stdin {}", self.pid));
+        self.journal
+            .calls
+            .lock()
+            .unwrap()
+            .push(format!("close_stdin {}", self.pid));
     }
     fn cleanup(&self) -> Result<()> {
-        self.journal.calls.lock().unwrap().push(format!("cleanup {}", self.pid));
+        self.journal
+            .calls
+            .lock()
+            .unwrap()
+            .push(format!("cleanup {}", self.pid));
         Ok(())
     }
 }
@@ -130,21 +142,38 @@ fn state(svc: &TaskService<Arc<StubLauncher>, MemorySink>, id: &str) -> StateRes
 fn full_lifecycle_publishes_events_in_order() {
     let f = fixture();
     let pid = create(&f.svc, "a").unwrap();
-    assert_eq!(state(&f.svc, "a").status.enum_value(), Ok(ApiStatus::CREATED));
+    assert_eq!(
+        state(&f.svc, "a").status.enum_value(),
+        Ok(ApiStatus::CREATED)
+    );
     assert_eq!(f.svc.start(start_req("a")).unwrap().pid, pid);
-    assert_eq!(state(&f.svc, "a").status.enum_value(), Ok(ApiStatus::RUNNING));
+    assert_eq!(
+        state(&f.svc, "a").status.enum_value(),
+        Ok(ApiStatus::RUNNING)
+    );
     f.svc.on_exit(pid, 3);
     let st = state(&f.svc, "a");
-    assert_eq!((st.status.enum_value(), st.exit_status), (Ok(ApiStatus::STOPPED), 3));
+    assert_eq!(
+        (st.status.enum_value(), st.exit_status),
+        (Ok(ApiStatus::STOPPED), 3)
+    );
     let del = f.svc.delete(delete_req("a")).unwrap();
     assert_eq!((del.pid, del.exit_status), (pid, 3));
     assert_eq!(
         f.sink.topics(),
-        ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
     );
     let events = f.sink.events.lock().unwrap();
     let exit = as_message(&events[2]).downcast_ref::<TaskExit>().unwrap();
-    assert_eq!((exit.pid, exit.exit_status, exit.container_id.as_str()), (pid, 3, "a"));
+    assert_eq!(
+        (exit.pid, exit.exit_status, exit.container_id.as_str()),
+        (pid, 3, "a")
+    );
     let delete = as_message(&events[3]).downcast_ref::<TaskDelete>().unwrap();
     assert_eq!(delete.exit_status, 3);
     let calls = f.launcher.journal.calls.lock().unwrap().clone();
@@ -226,7 +255,14 @@ fn delete_of_created_task_kills_and_waits() {
     let deleter = std::thread::spawn(move || svc.delete(delete_req("c")));
     // The stub does not exit by itself: deliver the SIGKILL's exit once it was sent.
     for _ in 0..200 {
-        if f.launcher.journal.calls.lock().unwrap().iter().any(|c| c.starts_with("signal")) {
+        if f.launcher
+            .journal
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.starts_with("signal"))
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -235,7 +271,13 @@ fn delete_of_created_task_kills_and_waits() {
     let resp = deleter.join().unwrap().unwrap();
     assert_eq!(resp.exit_status, 137);
     assert_eq!(
-        f.svc.state(StateRequest { id: "c".into(), ..Default::default() }).unwrap_err().code(),
+        f.svc
+            .state(StateRequest {
+                id: "c".into(),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .code(),
         Code::NOT_FOUND
     );
 }
@@ -243,20 +285,34 @@ fn delete_of_created_task_kills_and_waits() {
 #[test]
 fn unknown_ids_execs_and_terminals() {
     let f = fixture();
-    assert_eq!(f.svc.start(start_req("nope")).unwrap_err().code(), Code::NOT_FOUND);
+    assert_eq!(
+        f.svc.start(start_req("nope")).unwrap_err().code(),
+        Code::NOT_FOUND
+    );
     create(&f.svc, "e").unwrap();
     let err = f
         .svc
-        .start(StartRequest { id: "e".into(), exec_id: "x1".into(), ..Default::default() })
+        .start(StartRequest {
+            id: "e".into(),
+            exec_id: "x1".into(),
+            ..Default::default()
+        })
         .unwrap_err();
     assert_eq!(err.code(), Code::NOT_FOUND);
     let err = f
         .svc
-        .create(CreateTaskRequest { id: "t".into(), terminal: true, ..Default::default() })
+        .create(CreateTaskRequest {
+            id: "t".into(),
+            terminal: true,
+            ..Default::default()
+        })
         .unwrap_err();
     assert_eq!(err.code(), Code::INVALID_ARGUMENT);
     assert!(err.to_string().contains("terminal"));
-    assert_eq!(create(&f.svc, "e").unwrap_err().code(), Code::ALREADY_EXISTS);
+    assert_eq!(
+        create(&f.svc, "e").unwrap_err().code(),
+        Code::ALREADY_EXISTS
+    );
 }
 
 #[test]
@@ -276,7 +332,10 @@ fn shutdown_waits_for_the_last_task() {
     let f = fixture();
     let pid = create(&f.svc, "s").unwrap();
     f.svc.shutdown(ShutdownRequest::default()).unwrap();
-    assert!(!f.shut_down.load(Ordering::SeqCst), "shut down with a task left");
+    assert!(
+        !f.shut_down.load(Ordering::SeqCst),
+        "shut down with a task left"
+    );
     f.svc.on_exit(pid, 0);
     f.svc.delete(delete_req("s")).unwrap();
     f.svc.shutdown(ShutdownRequest::default()).unwrap();
@@ -287,13 +346,38 @@ fn shutdown_waits_for_the_last_task() {
 fn pids_close_io_connect_and_unimplemented() {
     let f = fixture();
     let pid = create(&f.svc, "p").unwrap();
-    let pids = f.svc.pids(PidsRequest { id: "p".into(), ..Default::default() }).unwrap();
-    assert_eq!(pids.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [pid]);
-    f.svc
-        .close_io(CloseIORequest { id: "p".into(), stdin: true, ..Default::default() })
+    let pids = f
+        .svc
+        .pids(PidsRequest {
+            id: "p".into(),
+            ..Default::default()
+        })
         .unwrap();
-    assert!(f.launcher.journal.calls.lock().unwrap().contains(&format!("close_stdin {pid}")));
-    let c = f.svc.connect(ConnectRequest { id: "p".into(), ..Default::default() }).unwrap();
+    assert_eq!(
+        pids.processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        [pid]
+    );
+    f.svc
+        .close_io(CloseIORequest {
+            id: "p".into(),
+            stdin: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(f
+        .launcher
+        .journal
+        .calls
+        .lock()
+        .unwrap()
+        .contains(&format!("close_stdin {pid}")));
+    let c = f
+        .svc
+        .connect(ConnectRequest {
+            id: "p".into(),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!((c.task_pid, c.shim_pid), (pid, std::process::id()));
     let err = f.svc.unimplemented::<()>("Pause").unwrap_err();
     assert_eq!(err.code(), Code::UNIMPLEMENTED);

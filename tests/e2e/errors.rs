@@ -15,45 +15,93 @@ pub const TESTS: &[(&str, Test)] = &[
 ];
 
 /// Run `args` in a rootfs of `files`; assert failure with `message` in ctr's stderr.
-fn refused(ctd: &Containerd, id: &str, files: &[(&str, Vec<u8>)], flags: &[&str], args: &[&str], message: &str) {
+fn refused(
+    ctd: &Containerd,
+    id: &str,
+    files: &[(&str, Vec<u8>)],
+    flags: &[&str],
+    args: &[&str],
+    message: &str,
+) {
     let dir = rootfs(files);
     let out = run_rootfs(ctd, id, dir.path(), flags, args);
     assert!(!out.timed_out, "ctr hung: {out:?}");
     assert_ne!(out.code, Some(0), "{out:?}");
-    assert!(out.stderr.contains(message), "want {message:?} in ctr's error: {}", out.stderr);
+    assert!(
+        out.stderr.contains(message),
+        "want {message:?} in ctr's error: {}",
+        out.stderr
+    );
     // ctr run --rm removes the container on failure only partly: clean it as a user would.
     let _ = ctd.ctr(crate::support::NS, &["container", "rm", id]);
     assert_clean(ctd, id);
 }
 
 fn missing_module(ctd: &Containerd) {
-    refused(ctd, "missing", &[("/hello.wasm", wat("hello"))], &[], &["/nope.wasm"],
-        "entrypoint \"/nope.wasm\" not found in the rootfs");
+    refused(
+        ctd,
+        "missing",
+        &[("/hello.wasm", wat("hello"))],
+        &[],
+        &["/nope.wasm"],
+        "entrypoint \"/nope.wasm\" not found in the rootfs",
+    );
 }
 
 fn text_file_named_wasm(ctd: &Containerd) {
-    refused(ctd, "textfile", &[("/app.wasm", b"#!/bin/sh\necho hi\n".to_vec())], &[], &["/app.wasm"],
-        "is not a WebAssembly file: it is a script");
+    refused(
+        ctd,
+        "textfile",
+        &[("/app.wasm", b"#!/bin/sh\necho hi\n".to_vec())],
+        &[],
+        &["/app.wasm"],
+        "is not a WebAssembly file: it is a script",
+    );
 }
 
 fn invalid_wasm(ctd: &Containerd) {
     let mut bytes = b"\0asm\x01\0\0\0".to_vec();
     bytes.extend_from_slice(&[0x01, 0xff, 0xff, 0xff, 0x0f, 0x00]);
-    refused(ctd, "invalid", &[("/bad.wasm", bytes)], &[], &["/bad.wasm"],
-        "module \"/bad.wasm\" failed to load");
+    refused(
+        ctd,
+        "invalid",
+        &[("/bad.wasm", bytes)],
+        &[],
+        &["/bad.wasm"],
+        "module \"/bad.wasm\" failed to load",
+    );
 }
 
 fn unknown_export(ctd: &Containerd) {
-    refused(ctd, "noexport", &[("/m.wasm", wat("exports"))], &[], &["/m.wasm#nope"],
-        "unknown export `nope`: the module exports functions [_start, greet]");
+    refused(
+        ctd,
+        "noexport",
+        &[("/m.wasm", wat("exports"))],
+        &[],
+        &["/m.wasm#nope"],
+        "unknown export `nope`: the module exports functions [_start, greet]",
+    );
 }
 
 fn native_binary(ctd: &Containerd) {
     let elf = std::fs::read("/bin/true").expect("/bin/true");
-    refused(ctd, "native", &[("/bin/true", elf)], &[], &["/bin/true"], "ELF executable");
+    refused(
+        ctd,
+        "native",
+        &[("/bin/true", elf)],
+        &[],
+        &["/bin/true"],
+        "ELF executable",
+    );
 }
 
 fn unsupported_log_uri(ctd: &Containerd) {
-    refused(ctd, "loguri", &[("/hello.wasm", wat("hello"))], &["--log-uri", "binary:///bin/true"],
-        &["/hello.wasm"], "unsupported stdio URI");
+    refused(
+        ctd,
+        "loguri",
+        &[("/hello.wasm", wat("hello"))],
+        &["--log-uri", "binary:///bin/true"],
+        &["/hello.wasm"],
+        "unsupported stdio URI",
+    );
 }

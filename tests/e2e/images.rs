@@ -7,12 +7,24 @@ use wasmlet_tests::fixtures::{example, import_image, module_image, require, root
 use crate::support::{assert_clean, run_rootfs, Test, NS, RUNTIME};
 
 pub const TESTS: &[(&str, Test)] = &[
-    ("images::entrypoint_image_with_args_and_env", entrypoint_image_with_args_and_env),
-    ("images::workdir_and_relative_entrypoint", workdir_and_relative_entrypoint),
+    (
+        "images::entrypoint_image_with_args_and_env",
+        entrypoint_image_with_args_and_env,
+    ),
+    (
+        "images::workdir_and_relative_entrypoint",
+        workdir_and_relative_entrypoint,
+    ),
     ("images::rust_wasip1_example", rust_wasip1_example),
     ("images::rust_wasip2_component", rust_wasip2_component),
-    ("images::readonly_rootfs_refuses_writes", readonly_rootfs_refuses_writes),
-    ("images::bind_mounts_are_preopened_ro_or_rw", bind_mounts_are_preopened_ro_or_rw),
+    (
+        "images::readonly_rootfs_refuses_writes",
+        readonly_rootfs_refuses_writes,
+    ),
+    (
+        "images::bind_mounts_are_preopened_ro_or_rw",
+        bind_mounts_are_preopened_ro_or_rw,
+    ),
 ];
 
 fn run_image(ctd: &Containerd, image: &str, id: &str, args: &[&str]) -> wasmlet_tests::cmd::Output {
@@ -28,13 +40,21 @@ fn entrypoint_image_with_args_and_env(ctd: &Containerd) {
     import_image(ctd, NS, &spec);
     // Without arguments the image's Entrypoint runs.
     let out = run_image(ctd, name, "img-noargs", &[]).ok("ctr run image");
-    assert!(out.stdout_str().starts_with("arg:/app/argsenv.wasm\nenv:"), "{}", out.stdout_str());
+    assert!(
+        out.stdout_str().starts_with("arg:/app/argsenv.wasm\nenv:"),
+        "{}",
+        out.stdout_str()
+    );
     assert_clean(ctd, "img-noargs");
     // ctr (1.6, like runc's) replaces Entrypoint and Cmd with the arguments it is given,
     // so the module is named again, as with any image under ctr.
-    let out = run_image(ctd, name, "img-args", &["/app/argsenv.wasm", "x", "y z"]).ok("ctr run image");
+    let out =
+        run_image(ctd, name, "img-args", &["/app/argsenv.wasm", "x", "y z"]).ok("ctr run image");
     let text = out.stdout_str();
-    let args: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("arg:")).collect();
+    let args: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("arg:"))
+        .collect();
     assert_eq!(args, ["/app/argsenv.wasm", "x", "y z"]);
     assert!(text.contains("env:FROM_IMAGE=yes\n"), "{text}");
     assert_clean(ctd, "img-args");
@@ -42,7 +62,11 @@ fn entrypoint_image_with_args_and_env(ctd: &Containerd) {
 
 fn workdir_and_relative_entrypoint(ctd: &Containerd) {
     let name = "docker.io/wasmlet/workdir:e2e";
-    let mut spec = wasmlet_oci::image::ImageSpec::new(name).file("/srv/app/argsenv.wasm", wat("argsenv"), 0o755);
+    let mut spec = wasmlet_oci::image::ImageSpec::new(name).file(
+        "/srv/app/argsenv.wasm",
+        wat("argsenv"),
+        0o755,
+    );
     spec.entrypoint = vec!["./argsenv.wasm".into()];
     spec.workdir = Some("/srv/app".into());
     import_image(ctd, NS, &spec);
@@ -57,9 +81,16 @@ fn rust_wasip1_example(ctd: &Containerd) {
     let module = example("wasm32-wasip1", "hello");
     require(&module).unwrap_or_else(|e| panic!("{e}"));
     let name = "docker.io/wasmlet/hello-p1:e2e";
-    import_image(ctd, NS, &module_image(name, std::fs::read(&module).unwrap()));
+    import_image(
+        ctd,
+        NS,
+        &module_image(name, std::fs::read(&module).unwrap()),
+    );
     let out = run_image(ctd, name, "rust-p1", &["/app/hello-p1.wasm", "one", "two"]).ok("ctr run");
-    assert_eq!(out.stdout_str(), "Hello from WebAssembly, wasmlet!\nargs: one two\n");
+    assert_eq!(
+        out.stdout_str(),
+        "Hello from WebAssembly, wasmlet!\nargs: one two\n"
+    );
     assert_clean(ctd, "rust-p1");
 }
 
@@ -67,21 +98,37 @@ fn rust_wasip2_component(ctd: &Containerd) {
     let component = example("wasm32-wasip2", "hello");
     require(&component).unwrap_or_else(|e| panic!("{e}"));
     let dir = rootfs(&[("/hello.wasm", std::fs::read(&component).unwrap())]);
-    let out = run_rootfs(ctd, "rust-p2", dir.path(), &["--env", "GREETING=component"], &["/hello.wasm", "p2"])
-        .ok("ctr run");
-    assert_eq!(out.stdout_str(), "Hello from WebAssembly, component!\nargs: p2\n");
+    let out = run_rootfs(
+        ctd,
+        "rust-p2",
+        dir.path(),
+        &["--env", "GREETING=component"],
+        &["/hello.wasm", "p2"],
+    )
+    .ok("ctr run");
+    assert_eq!(
+        out.stdout_str(),
+        "Hello from WebAssembly, component!\nargs: p2\n"
+    );
     assert_clean(ctd, "rust-p2");
 }
 
 fn readonly_rootfs_refuses_writes(ctd: &Containerd) {
     let dir = rootfs(&[("/w.wasm", wat("writefile"))]);
     let out = run_rootfs(ctd, "ro-root", dir.path(), &["--read-only"], &["/w.wasm"]);
-    assert_eq!(out.code, Some(1), "write to a read-only rootfs must fail: {out:?}");
+    assert_eq!(
+        out.code,
+        Some(1),
+        "write to a read-only rootfs must fail: {out:?}"
+    );
     assert!(!dir.path().join("out.txt").exists());
     assert_clean(ctd, "ro-root");
     let out = run_rootfs(ctd, "rw-root", dir.path(), &[], &["/w.wasm"]).ok("ctr run rw");
     assert_eq!(out.code, Some(0));
-    assert_eq!(std::fs::read_to_string(dir.path().join("out.txt")).unwrap(), "written\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+        "written\n"
+    );
     assert_clean(ctd, "rw-root");
 }
 
@@ -91,11 +138,18 @@ fn bind_mounts_are_preopened_ro_or_rw(ctd: &Containerd) {
     let src = data.path().to_string_lossy().into_owned();
     let ro = format!("type=bind,src={src},dst=/data,options=rbind:ro");
     let out = run_rootfs(ctd, "mount-ro", dir.path(), &["--mount", &ro], &["/w.wasm"]);
-    assert_eq!(out.code, Some(1), "write to a ro bind mount must fail: {out:?}");
+    assert_eq!(
+        out.code,
+        Some(1),
+        "write to a ro bind mount must fail: {out:?}"
+    );
     assert!(!data.path().join("out.txt").exists());
     assert_clean(ctd, "mount-ro");
     let rw = format!("type=bind,src={src},dst=/data,options=rbind:rw");
     run_rootfs(ctd, "mount-rw", dir.path(), &["--mount", &rw], &["/w.wasm"]).ok("ctr run rw mount");
-    assert_eq!(std::fs::read_to_string(data.path().join("out.txt")).unwrap(), "written\n");
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("out.txt")).unwrap(),
+        "written\n"
+    );
     assert_clean(ctd, "mount-rw");
 }

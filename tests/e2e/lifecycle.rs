@@ -14,19 +14,43 @@ use wasmlet_tests::leaks;
 use crate::support::{assert_clean, run_rootfs, Test, NS, RUNTIME};
 
 pub const TESTS: &[(&str, Test)] = &[
-    ("lifecycle::detach_sigterm_exits_143", detach_sigterm_exits_143),
+    (
+        "lifecycle::detach_sigterm_exits_143",
+        detach_sigterm_exits_143,
+    ),
     ("lifecycle::sigkill_all_exits_137", sigkill_all_exits_137),
-    ("lifecycle::events_cover_the_lifecycle", events_cover_the_lifecycle),
-    ("lifecycle::unimplemented_methods_say_so", unimplemented_methods_say_so),
-    ("lifecycle::killed_shim_is_cleaned_up_by_delete", killed_shim_is_cleaned_up_by_delete),
+    (
+        "lifecycle::events_cover_the_lifecycle",
+        events_cover_the_lifecycle,
+    ),
+    (
+        "lifecycle::unimplemented_methods_say_so",
+        unimplemented_methods_say_so,
+    ),
+    (
+        "lifecycle::killed_shim_is_cleaned_up_by_delete",
+        killed_shim_is_cleaned_up_by_delete,
+    ),
 ];
 
 /// Start `/sleep.wasm` detached as `id` and return its pid from `ctr task ls`.
 fn start_sleeper(ctd: &Containerd, id: &str) -> (tempfile::TempDir, u32) {
     let dir = rootfs(&[("/sleep.wasm", wat("sleep"))]);
     let d = dir.path().to_string_lossy().into_owned();
-    ctd.ctr(NS, &["run", "-d", "--runtime", RUNTIME, "--rootfs", &d, id, "/sleep.wasm"])
-        .ok("ctr run -d");
+    ctd.ctr(
+        NS,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--rootfs",
+            &d,
+            id,
+            "/sleep.wasm",
+        ],
+    )
+    .ok("ctr run -d");
     let (status, pid) = task_status(ctd, id).expect("task listed");
     assert_eq!(status, "RUNNING");
     (dir, pid)
@@ -45,13 +69,20 @@ fn wait_stopped(ctd: &Containerd, id: &str) {
     let stopped = eventually(Duration::from_secs(10), || {
         task_status(ctd, id).is_some_and(|(s, _)| s == "STOPPED")
     });
-    assert!(stopped, "task {id} did not stop: {:?}", task_status(ctd, id));
+    assert!(
+        stopped,
+        "task {id} did not stop: {:?}",
+        task_status(ctd, id)
+    );
 }
 
 fn remove(ctd: &Containerd, id: &str, want_exit: i32) {
     let out = ctd.ctr(NS, &["task", "delete", id]).ok("ctr task delete");
     let want = format!("exit code {want_exit}");
-    assert!(out.stderr.contains(&want), "ctr task delete {id}: want {want:?}: {out:?}");
+    assert!(
+        out.stderr.contains(&want),
+        "ctr task delete {id}: want {want:?}: {out:?}"
+    );
     ctd.ctr(NS, &["container", "rm", id]).ok("ctr container rm");
     assert_clean(ctd, id);
 }
@@ -64,18 +95,27 @@ fn detach_sigterm_exits_143(ctd: &Containerd) {
         "task pid {pid} is the workload process"
     );
     let ps = ctd.ctr(NS, &["task", "ps", "term"]).ok("ctr task ps");
-    assert!(ps.stdout_str().contains(&pid.to_string()), "{}", ps.stdout_str());
+    assert!(
+        ps.stdout_str().contains(&pid.to_string()),
+        "{}",
+        ps.stdout_str()
+    );
     ctd.ctr(NS, &["task", "kill", "term"]).ok("ctr task kill");
     wait_stopped(ctd, "term");
     let again = ctd.ctr(NS, &["task", "kill", "term"]);
     assert_ne!(again.code, Some(0), "killing a stopped task fails");
-    assert!(again.stderr.contains("process already finished"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("process already finished"),
+        "{}",
+        again.stderr
+    );
     remove(ctd, "term", 143);
 }
 
 fn sigkill_all_exits_137(ctd: &Containerd) {
     let (_dir, _pid) = start_sleeper(ctd, "kill9");
-    ctd.ctr(NS, &["task", "kill", "--all", "-s", "SIGKILL", "kill9"]).ok("ctr task kill");
+    ctd.ctr(NS, &["task", "kill", "--all", "-s", "SIGKILL", "kill9"])
+        .ok("ctr task kill");
     wait_stopped(ctd, "kill9");
     remove(ctd, "kill9", 137);
 }
@@ -97,7 +137,9 @@ fn events_cover_the_lifecycle(ctd: &Containerd) {
             if n == 0 {
                 break;
             }
-            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
     // Make sure the subscription is live before the container runs.
@@ -117,7 +159,9 @@ fn events_cover_the_lifecycle(ctd: &Containerd) {
             .collect()
     };
     eventually(Duration::from_secs(10), || {
-        ours(&seen.lock().unwrap()).iter().any(|l| l.contains("/tasks/delete"))
+        ours(&seen.lock().unwrap())
+            .iter()
+            .any(|l| l.contains("/tasks/delete"))
     });
     let _ = events.kill();
     let _ = events.wait();
@@ -134,7 +178,10 @@ fn events_cover_the_lifecycle(ctd: &Containerd) {
     assert!(pos("/tasks/start") < pos("/tasks/exit"), "{text}");
     assert!(pos("/tasks/exit") < pos("/tasks/delete"), "{text}");
     let exit = &lines[pos("/tasks/exit")];
-    assert!(exit.contains("\"exit_status\":42"), "exit event carries the status: {exit}");
+    assert!(
+        exit.contains("\"exit_status\":42"),
+        "exit event carries the status: {exit}"
+    );
     assert_clean(ctd, "events");
 }
 
@@ -142,11 +189,23 @@ fn unimplemented_methods_say_so(ctd: &Containerd) {
     let (_dir, _pid) = start_sleeper(ctd, "unimpl");
     let pause = ctd.ctr(NS, &["task", "pause", "unimpl"]);
     assert_ne!(pause.code, Some(0));
-    assert!(pause.stderr.contains("Pause is not implemented"), "{}", pause.stderr);
-    let exec = ctd.ctr(NS, &["task", "exec", "--exec-id", "e1", "unimpl", "/sleep.wasm"]);
+    assert!(
+        pause.stderr.contains("Pause is not implemented"),
+        "{}",
+        pause.stderr
+    );
+    let exec = ctd.ctr(
+        NS,
+        &["task", "exec", "--exec-id", "e1", "unimpl", "/sleep.wasm"],
+    );
     assert_ne!(exec.code, Some(0));
-    assert!(exec.stderr.contains("Exec is not implemented"), "{}", exec.stderr);
-    ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", "unimpl"]).ok("kill");
+    assert!(
+        exec.stderr.contains("Exec is not implemented"),
+        "{}",
+        exec.stderr
+    );
+    ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", "unimpl"])
+        .ok("kill");
     wait_stopped(ctd, "unimpl");
     remove(ctd, "unimpl", 137);
 }
@@ -168,12 +227,16 @@ fn killed_shim_is_cleaned_up_by_delete(ctd: &Containerd) {
     });
     assert!(gone, "workload {pid} survived its shim");
     let _ = ctd.ctr(NS, &["task", "delete", "orphan"]);
-    ctd.ctr(NS, &["container", "rm", "orphan"]).ok("ctr container rm");
+    ctd.ctr(NS, &["container", "rm", "orphan"])
+        .ok("ctr container rm");
     assert_clean(ctd, "orphan");
 }
 
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }

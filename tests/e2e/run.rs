@@ -8,12 +8,27 @@ use crate::support::{assert_clean, run_rootfs, Test};
 pub const TESTS: &[(&str, Test)] = &[
     ("run::hello_from_rootfs_dir", hello_from_rootfs_dir),
     ("run::exit_code_and_stderr", exit_code_and_stderr),
-    ("run::args_and_env_reach_the_module", args_and_env_reach_the_module),
-    ("run::cwd_resolves_relative_entrypoint_and_sets_pwd", cwd_resolves_relative_entrypoint),
+    (
+        "run::args_and_env_reach_the_module",
+        args_and_env_reach_the_module,
+    ),
+    (
+        "run::cwd_resolves_relative_entrypoint_and_sets_pwd",
+        cwd_resolves_relative_entrypoint,
+    ),
     ("run::stdin_reaches_the_module", stdin_reaches_the_module),
-    ("run::one_mib_of_stdout_arrives_complete", one_mib_of_stdout_arrives_complete),
-    ("run::export_suffix_selects_the_function", export_suffix_selects_the_function),
-    ("run::trap_exits_134_with_message", trap_exits_134_with_message),
+    (
+        "run::one_mib_of_stdout_arrives_complete",
+        one_mib_of_stdout_arrives_complete,
+    ),
+    (
+        "run::export_suffix_selects_the_function",
+        export_suffix_selects_the_function,
+    ),
+    (
+        "run::trap_exits_134_with_message",
+        trap_exits_134_with_message,
+    ),
 ];
 
 fn hello_from_rootfs_dir(ctd: &Containerd) {
@@ -42,19 +57,31 @@ fn args_and_env_reach_the_module(ctd: &Containerd) {
     )
     .ok("ctr run");
     let text = out.stdout_str();
-    let args: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("arg:")).collect();
+    let args: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("arg:"))
+        .collect();
     assert_eq!(args, ["/bin/argsenv.wasm", "a", "b c"]);
     assert!(text.contains("env:GREETING=hi there\n"), "{text}");
     assert!(text.contains("env:EMPTY=\n"), "{text}");
     // Nothing of the shim's own environment leaks in.
-    assert!(!text.contains("TTRPC_ADDRESS") && !text.contains("WASMLET_CACHE_DIR"), "{text}");
+    assert!(
+        !text.contains("TTRPC_ADDRESS") && !text.contains("WASMLET_CACHE_DIR"),
+        "{text}"
+    );
     assert_clean(ctd, "argsenv");
 }
 
 fn cwd_resolves_relative_entrypoint(ctd: &Containerd) {
     let dir = rootfs(&[("/app/bin/argsenv.wasm", wat("argsenv"))]);
-    let out = run_rootfs(ctd, "cwd", dir.path(), &["--cwd", "/app"], &["bin/argsenv.wasm"])
-        .ok("ctr run");
+    let out = run_rootfs(
+        ctd,
+        "cwd",
+        dir.path(),
+        &["--cwd", "/app"],
+        &["bin/argsenv.wasm"],
+    )
+    .ok("ctr run");
     let text = out.stdout_str();
     assert!(text.contains("arg:bin/argsenv.wasm\n"), "{text}");
     assert!(text.contains("env:PWD=/app\n"), "{text}");
@@ -64,13 +91,23 @@ fn cwd_resolves_relative_entrypoint(ctd: &Containerd) {
 fn stdin_reaches_the_module(ctd: &Containerd) {
     let dir = rootfs(&[("/cat.wasm", wat("cat"))]);
     let input = b"line one\nline two\n";
-    let out = ctd.ctr_timeout(
-        crate::support::NS,
-        &["run", "--rm", "--runtime", crate::support::RUNTIME, "--rootfs", &dir.path().to_string_lossy(), "cat", "/cat.wasm"],
-        Some(input),
-        std::time::Duration::from_secs(60),
-    )
-    .ok("ctr run");
+    let out = ctd
+        .ctr_timeout(
+            crate::support::NS,
+            &[
+                "run",
+                "--rm",
+                "--runtime",
+                crate::support::RUNTIME,
+                "--rootfs",
+                &dir.path().to_string_lossy(),
+                "cat",
+                "/cat.wasm",
+            ],
+            Some(input),
+            std::time::Duration::from_secs(60),
+        )
+        .ok("ctr run");
     assert_eq!(out.stdout, input);
     assert_clean(ctd, "cat");
 }

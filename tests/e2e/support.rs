@@ -36,7 +36,13 @@ pub fn shutdown() {
 }
 
 /// `ctr run --rm --runtime <RUNTIME> <flags> --rootfs <dir> <id> <args>` with a deadline.
-pub fn run_rootfs(ctd: &Containerd, id: &str, dir: &std::path::Path, flags: &[&str], args: &[&str]) -> Output {
+pub fn run_rootfs(
+    ctd: &Containerd,
+    id: &str,
+    dir: &std::path::Path,
+    flags: &[&str],
+    args: &[&str],
+) -> Output {
     let dir = dir.to_string_lossy();
     let mut all = vec!["run", "--rm", "--runtime", RUNTIME];
     all.extend_from_slice(flags);
@@ -53,7 +59,12 @@ pub fn assert_clean(ctd: &Containerd, id: &str) {
     let shim_arg = format!("-id {id} ");
     let clean = eventually(Duration::from_secs(10), || {
         leaks::workload_processes(id).is_empty()
-            && leaks::processes_with(&["containerd-shim-", &shim_arg, &ctd.address.to_string_lossy()]).is_empty()
+            && leaks::processes_with(&[
+                "containerd-shim-",
+                &shim_arg,
+                &ctd.address.to_string_lossy(),
+            ])
+            .is_empty()
             && leaks::mounts_under(&bundle).is_empty()
             && !bundle.exists()
             && !socket.exists()

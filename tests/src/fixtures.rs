@@ -9,7 +9,9 @@ use crate::containerd::Containerd;
 
 /// The binary module for `tests/fixtures/<name>.wat`.
 pub fn wat(name: &str) -> Vec<u8> {
-    let path = crate::workspace_root().join("tests/fixtures").join(format!("{name}.wat"));
+    let path = crate::workspace_root()
+        .join("tests/fixtures")
+        .join(format!("{name}.wat"));
     wat::parse_file(&path).unwrap_or_else(|e| panic!("compiling {}: {e}", path.display()))
 }
 
@@ -29,10 +31,9 @@ pub fn rootfs(files: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
 
 /// Write `spec` as an OCI layout tarball and `ctr image import` it into `ns`.
 pub fn import_image(ctd: &Containerd, ns: &str, spec: &ImageSpec) {
-    let tar = ctd.dir.join(format!(
-        "{}.tar",
-        spec.name.replace(['/', ':'], "_")
-    ));
+    let tar = ctd
+        .dir
+        .join(format!("{}.tar", spec.name.replace(['/', ':'], "_")));
     let file = std::fs::File::create(&tar).expect("creating image tar");
     write_layout(spec, std::io::BufWriter::new(file)).expect("writing image");
     ctd.ctr(ns, &["image", "import", &tar.to_string_lossy()])
@@ -41,7 +42,15 @@ pub fn import_image(ctd: &Containerd, ns: &str, spec: &ImageSpec) {
 
 /// An image holding one module at `/app/<name>.wasm` as its entrypoint.
 pub fn module_image(name: &str, module: Vec<u8>) -> ImageSpec {
-    let path = format!("/app/{}.wasm", name.rsplit('/').next().unwrap_or(name).split(':').next().unwrap_or(name));
+    let path = format!(
+        "/app/{}.wasm",
+        name.rsplit('/')
+            .next()
+            .unwrap_or(name)
+            .split(':')
+            .next()
+            .unwrap_or(name)
+    );
     let mut spec = ImageSpec::new(name).file(&path, module, 0o755);
     spec.entrypoint = vec![path];
     spec

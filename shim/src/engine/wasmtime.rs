@@ -3,12 +3,14 @@
 
 use std::path::Path;
 
+use wasmlet_oci::{WasiPlan, WasmKind};
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Config, Engine as WtEngine, ExternType, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
-use wasmtime_wasi::{FsPerms, I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmlet_oci::{WasiPlan, WasmKind};
+use wasmtime_wasi::{
+    FsPerms, I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 use super::{Engine, Prepared, TRAP_EXIT_CODE};
 use crate::cache::{FingerprintHasher, ModuleCache};
@@ -112,8 +114,13 @@ impl Wasmtime {
             } else {
                 FsPerms::ReadWrite
             };
-            b.preopened_dir(&p.host, &p.guest, perms)
-                .map_err(|e| Error::Engine(format!("preopening {} as {}: {e:#}", p.host.display(), p.guest)))?;
+            b.preopened_dir(&p.host, &p.guest, perms).map_err(|e| {
+                Error::Engine(format!(
+                    "preopening {} as {}: {e:#}",
+                    p.host.display(),
+                    p.guest
+                ))
+            })?;
         }
         Ok(b)
     }
@@ -132,7 +139,9 @@ impl Wasmtime {
             Some(ExternType::Func(_)) => {
                 return Err(Error::ModuleInvalid {
                     module: plan.entrypoint.guest_path.clone(),
-                    message: format!("export `{export}` must take no parameters and return nothing"),
+                    message: format!(
+                        "export `{export}` must take no parameters and return nothing"
+                    ),
                 })
             }
             _ => {

@@ -1,0 +1,128 @@
+//! The WasmEdge engine (cargo feature `wasmedge`): WASI preview 1 core modules through
+//! `wasmedge-sdk`. This is the only file that imports `wasmedge-sdk`.
+//!
+//! WasmEdge runs core modules only; components are refused at Create with a clear error.
+//! The compile cache is not used yet (WasmEdge's AOT needs a library built with LLVM).
+
+use std::collections::HashMap;
+
+use wasmedge_sdk::error::{CoreCommonError, CoreError, WasmEdgeError};
+use wasmedge_sdk::vm::SyncInst;
+use wasmedge_sdk::wasi::WasiModule;
+use wasmedge_sdk::{ExternalInstanceType, Module, Store, Vm};
+use wasmlet_oci::{WasiPlan, WasmKind};
+
+use super::{Engine, Prepared, TRAP_EXIT_CODE};
+use crate::cache::ModuleCache;
+use crate::error::{Error, Result};
+
+/// WasmEdge, interpreter or AOT as the installed library allows.
+pub struct WasmEdge;
+
+/// A validated module with the plan it runs under.
+pub struct WasmEdgePrepared {
+    module: Module,
+    plan: WasiPlan,
+}
+
+fn invalid(plan: &WasiPlan, message: impl std::fmt::Display) -> Error {
+    Error::ModuleInvalid {
+        module: plan.entrypoint.guest_path.clone(),
+        message: message.to_string(),
+    }
+}
+
+impl Engine for WasmEdge {
+    const NAME: &'static str = "wasmedge";
+    type Prepared = WasmEdgePrepared;
+
+    fn new() -> Result<Self> {
+        Ok(WasmEdge)
+    }
+
+    fn prepare(&self, plan: &WasiPlan, _cache: &ModuleCache) -> Result<WasmEdgePrepared> {
+        if plan.entrypoint.kind == WasmKind::Component {
+            return Err(invalid(
+                plan,
+                "WasmEdge does not run WebAssembly components (WASI p2); use the wasmtime runtime",
+            ));
+        }
+        let module =
+            Module::from_file(None, &plan.entrypoint.host_path).map_err(|e| invalid(plan, e))?;
+        let export = &plan.entrypoint.export;
+        match module.get_export(export) {
+            Some(ExternalInstanceType::Func(f)) if f.args_len() == 0 && f.returns_len() == 0 => {}
+            _ => {
+                let funcs: Vec<String> = module
+                    .exports()
+                    .iter()
+                    .filter(|e| matches!(e.ty(), Ok(ExternalInstanceType::Func(_))))
+                    .map(|e| e.name().into_owned())
+                    .collect();
+                return Err(invalid(
+                    plan,
+                    format!(
+                        "unknown export `{export}`: the module exports functions [{}]",
+                        funcs.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(WasmEdgePrepared {
+            module,
+            plan: plan.clone(),
+        })
+    }
+}
+
+impl WasmEdgePrepared {
+    fn try_run(self) -> std::result::Result<i32, String> {
+        let plan = &self.plan;
+        let args: Vec<&str> = plan.args.iter().map(String::as_str).collect();
+        let env: Vec<String> = plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let preopens: Vec<String> = plan
+            .preopens
+            .iter()
+            .map(|p| {
+                let ro = if p.readonly { ":readonly" } else { "" };
+                format!("{}:{}{ro}", p.guest, p.host.display())
+            })
+            .collect();
+        let mut wasi = WasiModule::create(
+            Some(args),
+            Some(env.iter().map(String::as_str).collect()),
+            Some(preopens.iter().map(String::as_str).collect()),
+        )
+        .map_err(|e| format!("creating the WASI module: {e}"))?;
+        let mut instances: HashMap<String, &mut dyn SyncInst> = HashMap::new();
+        instances.insert(wasi.name().to_string(), wasi.as_mut());
+        let store = Store::new(None, instances).map_err(|e| e.to_string())?;
+        let mut vm = Vm::new(store);
+        vm.register_module(None, self.module)
+            .map_err(|e| e.to_string())?;
+        match vm.run_func(None, &plan.entrypoint.export, []) {
+            Ok(_) => Ok(wasi.exit_code() as i32),
+            Err(e)
+                if matches!(
+                    *e,
+                    WasmEdgeError::Core(CoreError::Common(CoreCommonError::Terminated))
+                ) =>
+            {
+                Ok(wasi.exit_code() as i32)
+            }
+            Err(e) => Err(format!("WebAssembly trap: {e}")),
+        }
+    }
+}
+
+impl Prepared for WasmEdgePrepared {
+    fn run(self) -> i32 {
+        match self.try_run() {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("wasmlet: {message}");
+                TRAP_EXIT_CODE
+            }
+        }
+    }
+}
