@@ -1,0 +1,170 @@
+//! `make bench`: start-to-exit time of `ctr run --rm` and the memory of the shim process
+//! tree, for our Wasmtime shim with the hello example against runc with a static busybox
+//! `echo` (the baseline), measured side by side in one invocation and reported as ratios.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use wasmlet_oci::image::ImageSpec;
+use wasmlet_tests::cmd::eventually;
+use wasmlet_tests::containerd::{unavailable_reason, Containerd, Options};
+use wasmlet_tests::fixtures::{example, import_image, module_image, require, wat};
+use wasmlet_tests::leaks::{parent_of, processes, processes_with};
+
+const NS: &str = "wasmlet-bench";
+const WASM_IMAGE: &str = "docker.io/wasmlet/hello:bench";
+const SLEEP_IMAGE: &str = "docker.io/wasmlet/sleep:bench";
+const BUSYBOX_IMAGE: &str = "docker.io/wasmlet/busybox:bench";
+
+struct Runtime {
+    name: &'static str,
+    runtime: &'static str,
+    image: &'static str,
+    shim: &'static str,
+}
+
+const OURS: Runtime = Runtime {
+    name: "wasmlet (wasmtime) hello.wasm",
+    runtime: "io.containerd.wasmtime.v1",
+    image: WASM_IMAGE,
+    shim: "containerd-shim-wasmtime-v1",
+};
+const RUNC: Runtime = Runtime {
+    name: "runc busybox echo",
+    runtime: "io.containerd.runc.v2",
+    image: BUSYBOX_IMAGE,
+    shim: "containerd-shim-runc-v2",
+};
+
+fn runs() -> usize {
+    std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(30)
+}
+
+fn time_run(ctd: &Containerd, rt: &Runtime, id: &str) -> Duration {
+    let start = Instant::now();
+    let out = ctd.ctr_timeout(
+        NS,
+        &["run", "--rm", "--runtime", rt.runtime, rt.image, id],
+        None,
+        Duration::from_secs(60),
+    );
+    let took = start.elapsed();
+    assert_eq!(out.code, Some(0), "{} failed: {}", rt.name, out.stderr);
+    took
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// (RSS, PSS) in KiB of `pid` and all of its descendants.
+fn tree_memory(pid: u32) -> (u64, u64, usize) {
+    let all: Vec<u32> = processes().into_iter().map(|(p, _)| p).collect();
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(all.iter().copied().filter(|p| parent_of(*p) == Some(parent)));
+        i += 1;
+    }
+    let field = |file: &str, key: &str, p: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{p}/{file}"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let rss = tree.iter().map(|p| field("status", "VmRSS:", *p)).sum();
+    let pss = tree.iter().map(|p| field("smaps_rollup", "Pss:", *p)).sum();
+    (rss, pss, tree.len())
+}
+
+fn idle_memory(ctd: &Containerd, rt: &Runtime, image: &str, args: &[&str]) -> (u64, u64, usize) {
+    let id = format!("mem-{}", rt.shim);
+    let mut cmd = vec!["run", "-d", "--runtime", rt.runtime, image, &id];
+    cmd.extend_from_slice(args);
+    ctd.ctr(NS, &cmd).ok("ctr run -d");
+    let needle = format!("-id {id} ");
+    let address = ctd.address.to_string_lossy().into_owned();
+    let mut shim = None;
+    eventually(Duration::from_secs(10), || {
+        shim = processes_with(&[rt.shim, &needle, &address]).first().map(|p| p.0);
+        shim.is_some()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    // Look again: the first match may have been the short-lived `start` invocation.
+    let shim = processes_with(&[rt.shim, &needle, &address])
+        .into_iter()
+        .find(|(_, cmd)| !cmd.contains(" start"))
+        .map(|p| p.0)
+        .or(shim);
+    let shim = shim.unwrap_or_else(|| {
+        panic!("no {} process for {id}: {:?}", rt.shim, processes_with(&[rt.shim]))
+    });
+    let mem = tree_memory(shim);
+
+    ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", &id]).ok("kill");
+    eventually(Duration::from_secs(10), || ctd.ctr(NS, &["task", "delete", &id]).code == Some(0));
+    ctd.ctr(NS, &["container", "rm", &id]).ok("rm");
+    mem
+}
+
+fn main() {
+    let opts = Options::from_env();
+    if let Some(why) = unavailable_reason(&opts) {
+        eprintln!("bench cannot run: {why}");
+        std::process::exit(2);
+    }
+    let module = example("wasm32-wasip1", "hello");
+    require(&module).unwrap_or_else(|e| panic!("{e}"));
+    let busybox = Path::new("/bin/busybox");
+    assert!(busybox.exists(), "/bin/busybox missing: apt-get install busybox-static");
+
+    let ctd = Containerd::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+    import_image(&ctd, NS, &module_image(WASM_IMAGE, std::fs::read(&module).unwrap()));
+    import_image(&ctd, NS, &module_image(SLEEP_IMAGE, wat("sleep")));
+    let mut bb = ImageSpec::new(BUSYBOX_IMAGE).file("/bin/busybox", std::fs::read(busybox).unwrap(), 0o755);
+    bb.entrypoint = vec!["/bin/busybox".into(), "echo".into(), "hello".into()];
+    import_image(&ctd, NS, &bb);
+
+    let n = runs();
+    println!("wasmlet bench: {n} runs each of `ctr run --rm`, alternating, after warm-up\n");
+    let first = time_run(&ctd, &OURS, "cold-0");
+    for i in 0..3 {
+        time_run(&ctd, &OURS, &format!("warm-w{i}"));
+        time_run(&ctd, &RUNC, &format!("warm-r{i}"));
+    }
+    let (mut ours, mut runc) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        ours.push(time_run(&ctd, &OURS, &format!("w{i}")));
+        runc.push(time_run(&ctd, &RUNC, &format!("r{i}")));
+    }
+    let (mo, mr) = (median(ours.clone()), median(runc.clone()));
+    println!("start-to-exit (ms)             median     p90");
+    println!("  {:<28} {:>7.1} {:>7.1}", RUNC.name, ms(mr), ms(percentile(runc, 0.9)));
+    println!("  {:<28} {:>7.1} {:>7.1}", OURS.name, ms(mo), ms(percentile(ours, 0.9)));
+    println!("  first start of the module (compile + cache): {:.1} ms", ms(first));
+    println!("  ratio wasmlet / runc (median): {:.2}x", mo.as_secs_f64() / mr.as_secs_f64());
+
+    let (ro, po, no) = idle_memory(&ctd, &OURS, SLEEP_IMAGE, &[]);
+    let (rr, pr, nr) = idle_memory(&ctd, &RUNC, BUSYBOX_IMAGE, &["/bin/busybox", "sleep", "300"]);
+    println!("\nshim process tree while the workload sleeps (KiB)   RSS      PSS  processes");
+    println!("  {:<44} {:>7} {:>8} {:>4}", "runc: shim + busybox sleep", rr, pr, nr);
+    println!("  {:<44} {:>7} {:>8} {:>4}", "wasmlet: shim + sleep.wasm", ro, po, no);
+    println!(
+        "  ratio wasmlet / runc: RSS {:.2}x, PSS {:.2}x",
+        ro as f64 / rr as f64,
+        po as f64 / pr as f64
+    );
+}
