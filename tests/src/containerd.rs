@@ -22,11 +22,11 @@ pub struct Options {
 }
 
 impl Options {
-    /// Shims from `WASMLET_SHIM_DIR`, else `target/release` of this workspace.
+    /// Shims from `WASMLET_SHIM_DIR`, else the release directory of cargo's target dir.
     pub fn from_env() -> Self {
         let shim_dir = std::env::var_os("WASMLET_SHIM_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| crate::workspace_root().join("target/release"));
+            .unwrap_or_else(|| crate::target_dir().join("release"));
         Options {
             shim_dir,
             log_level: std::env::var("WASMLET_CONTAINERD_LOG").unwrap_or_else(|_| "info".into()),

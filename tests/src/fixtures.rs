@@ -58,8 +58,7 @@ pub fn module_image(name: &str, module: Vec<u8>) -> ImageSpec {
 
 /// A built example program, e.g. `example("wasm32-wasip1", "hello")`.
 pub fn example(target: &str, name: &str) -> PathBuf {
-    crate::workspace_root()
-        .join("target")
+    crate::target_dir()
         .join(target)
         .join("release")
         .join(format!("{name}.wasm"))

@@ -20,3 +20,12 @@ pub fn workspace_root() -> std::path::PathBuf {
         .expect("tests/ has a parent")
         .to_path_buf()
 }
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the workspace if relative),
+/// else `target/` of the workspace.
+pub fn target_dir() -> std::path::PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace_root().join(dir),
+        _ => workspace_root().join("target"),
+    }
+}
