@@ -4,6 +4,7 @@
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use containerd_shim::event::Event;
 use containerd_shim::protos::protobuf::MessageDyn;
@@ -18,18 +19,34 @@ pub trait EventSink: Send + Sync + 'static {
     fn publish(&self, event: BoxedEvent);
 }
 
+/// How long a shim about to exit waits for queued events to reach containerd.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Message {
+    Event(BoxedEvent),
+    Flush(mpsc::Sender<()>),
+}
+
 /// Forwards events to containerd (its `TTRPC_ADDRESS`) from a background thread.
+#[derive(Clone)]
 pub struct RemoteSink {
-    tx: Mutex<mpsc::Sender<BoxedEvent>>,
+    tx: Arc<Mutex<mpsc::Sender<Message>>>,
 }
 
 impl RemoteSink {
     pub fn new(publisher: RemotePublisher, namespace: String) -> Self {
-        let (tx, rx) = mpsc::channel::<BoxedEvent>();
+        let (tx, rx) = mpsc::channel::<Message>();
         std::thread::Builder::new()
             .name("events".into())
             .spawn(move || {
-                for event in rx {
+                for message in rx {
+                    let event = match message {
+                        Message::Event(event) => event,
+                        Message::Flush(done) => {
+                            let _ = done.send(());
+                            continue;
+                        }
+                    };
                     let topic = event.topic();
                     let msg: Box<dyn MessageDyn> = event;
                     if let Err(e) = publisher.publish(Context::default(), &topic, &namespace, msg) {
@@ -38,14 +55,30 @@ impl RemoteSink {
                 }
             })
             .expect("spawning the event thread");
-        RemoteSink { tx: Mutex::new(tx) }
+        RemoteSink {
+            tx: Arc::new(Mutex::new(tx)),
+        }
+    }
+
+    /// Wait until every event queued so far has been sent (before the shim exits).
+    pub fn flush(&self) {
+        let (done, wait) = mpsc::channel();
+        let sent = self
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Message::Flush(done));
+        if sent.is_ok() && wait.recv_timeout(FLUSH_TIMEOUT).is_err() {
+            log::warn!("events still queued after {FLUSH_TIMEOUT:?}; exiting anyway");
+        }
     }
 }
 
 impl EventSink for RemoteSink {
     fn publish(&self, event: BoxedEvent) {
         let topic = event.topic();
-        if self.tx.lock().unwrap().send(event).is_err() {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        if tx.send(Message::Event(event)).is_err() {
             log::warn!("event thread is gone; dropped {topic}");
         }
     }

@@ -67,6 +67,9 @@ impl containerd_shim::Shim for WasmletShim {
     }
 
     fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        // Every step is attempted even when an earlier one fails; the first error is returned.
+        remove_stale_socket(&self.bundle);
+        let mut first_error = None;
         let state_path = self.bundle.join(STATE_FILE);
         let mut response = DeleteResponse {
             exit_status: 128 + libc::SIGKILL as u32,
@@ -78,17 +81,25 @@ impl containerd_shim::Shim for WasmletShim {
         if let Ok(bytes) = std::fs::read(&state_path) {
             if let Ok(state) = serde_json::from_slice::<WorkloadState>(&bytes) {
                 response.pid = state.pid;
-                cleanup_state(&state, &state_path).map_err(shim_err)?;
+                if let Err(e) = cleanup_state(&state, &state_path) {
+                    log::error!("delete: {e}");
+                    first_error.get_or_insert(e);
+                }
             }
         }
         // A rootfs the shim mounted but had not yet recorded (it died inside Create).
         let rootfs = self.bundle.join("rootfs");
         if crate::mount::is_mount_point(&rootfs) {
-            crate::mount::unmount(&rootfs).map_err(shim_err)?;
+            if let Err(e) = crate::mount::unmount(&rootfs) {
+                log::error!("delete: {e}");
+                first_error.get_or_insert(e);
+            }
         }
         let _ = std::fs::remove_file(&state_path);
-        remove_stale_socket(&self.bundle);
-        Ok(response)
+        match first_error {
+            Some(e) => Err(shim_err(e)),
+            None => Ok(response),
+        }
     }
 
     fn wait(&mut self) {
@@ -103,13 +114,19 @@ impl containerd_shim::Shim for WasmletShim {
 
     fn create_task_service(&self, publisher: RemotePublisher) -> TaskAdapter {
         let exit = self.exit.clone();
+        let sink = RemoteSink::new(publisher, self.namespace.clone());
+        let flusher = sink.clone();
         let service = Arc::new(TaskService::new(
             crate::launcher::ProcessLauncher {
                 cache_root: ModuleCache::root_from_env(),
             },
-            RemoteSink::new(publisher, self.namespace.clone()),
+            sink,
             &self.namespace,
-            move || exit.signal(),
+            move || {
+                // The last /tasks/delete must reach containerd before the process ends.
+                flusher.flush();
+                exit.signal();
+            },
         ));
         match monitor_subscribe(Topic::All) {
             Ok(sub) => {
@@ -138,8 +155,16 @@ fn remove_stale_socket(bundle: &Path) {
         return;
     };
     let path = address.trim().trim_start_matches("unix://");
-    if path.is_empty() || std::os::unix::net::UnixStream::connect(path).is_ok() {
+    if path.is_empty() {
         return;
     }
-    let _ = std::fs::remove_file(path);
+    // A shim being killed may still hold its listener for a moment: ask a few times.
+    for _ in 0..10 {
+        if std::os::unix::net::UnixStream::connect(path).is_err() {
+            let _ = std::fs::remove_file(path);
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    log::info!("delete: {path} is served by a live shim; kept");
 }

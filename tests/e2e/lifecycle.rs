@@ -94,6 +94,22 @@ fn detach_sigterm_exits_143(ctd: &Containerd) {
         String::from_utf8_lossy(&cmdline).contains("--wasmlet-workload"),
         "task pid {pid} is the workload process"
     );
+    // Least privilege: the workload holds no socket (no ttrpc connection, no control
+    // socket) and nothing of the shim's beyond stdio and its preopened rootfs.
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            std::fs::read_link(e.path())
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(
+        !fds.iter().any(|f| f.starts_with("socket:")),
+        "workload fds: {fds:?}"
+    );
     let ps = ctd.ctr(NS, &["task", "ps", "term"]).ok("ctr task ps");
     assert!(
         ps.stdout_str().contains(&pid.to_string()),

@@ -205,6 +205,9 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         self.remove_everything();
+        if let Some(keep) = std::env::var_os("WASMLET_KEEP_LOG") {
+            let _ = std::fs::copy(self.dir.join("containerd.log"), keep);
+        }
         if let Some(mut child) = self.child.take() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),

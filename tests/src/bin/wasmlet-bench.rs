@@ -37,7 +37,10 @@ const RUNC: Runtime = Runtime {
 };
 
 fn runs() -> usize {
-    std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(30)
+    std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
 }
 
 fn time_run(ctd: &Containerd, rt: &Runtime, id: &str) -> Duration {
@@ -74,7 +77,11 @@ fn tree_memory(pid: u32) -> (u64, u64, usize) {
     let mut i = 0;
     while i < tree.len() {
         let parent = tree[i];
-        tree.extend(all.iter().copied().filter(|p| parent_of(*p) == Some(parent)));
+        tree.extend(
+            all.iter()
+                .copied()
+                .filter(|p| parent_of(*p) == Some(parent)),
+        );
         i += 1;
     }
     let field = |file: &str, key: &str, p: u32| -> u64 {
@@ -99,7 +106,9 @@ fn idle_memory(ctd: &Containerd, rt: &Runtime, image: &str, args: &[&str]) -> (u
     let address = ctd.address.to_string_lossy().into_owned();
     let mut shim = None;
     eventually(Duration::from_secs(10), || {
-        shim = processes_with(&[rt.shim, &needle, &address]).first().map(|p| p.0);
+        shim = processes_with(&[rt.shim, &needle, &address])
+            .first()
+            .map(|p| p.0);
         shim.is_some()
     });
     std::thread::sleep(Duration::from_millis(500));
@@ -110,12 +119,19 @@ fn idle_memory(ctd: &Containerd, rt: &Runtime, image: &str, args: &[&str]) -> (u
         .map(|p| p.0)
         .or(shim);
     let shim = shim.unwrap_or_else(|| {
-        panic!("no {} process for {id}: {:?}", rt.shim, processes_with(&[rt.shim]))
+        panic!(
+            "no {} process for {id}: {:?}",
+            rt.shim,
+            processes_with(&[rt.shim])
+        )
     });
     let mem = tree_memory(shim);
 
-    ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", &id]).ok("kill");
-    eventually(Duration::from_secs(10), || ctd.ctr(NS, &["task", "delete", &id]).code == Some(0));
+    ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", &id])
+        .ok("kill");
+    eventually(Duration::from_secs(10), || {
+        ctd.ctr(NS, &["task", "delete", &id]).code == Some(0)
+    });
     ctd.ctr(NS, &["container", "rm", &id]).ok("rm");
     mem
 }
@@ -129,12 +145,20 @@ fn main() {
     let module = example("wasm32-wasip1", "hello");
     require(&module).unwrap_or_else(|e| panic!("{e}"));
     let busybox = Path::new("/bin/busybox");
-    assert!(busybox.exists(), "/bin/busybox missing: apt-get install busybox-static");
+    assert!(
+        busybox.exists(),
+        "/bin/busybox missing: apt-get install busybox-static"
+    );
 
     let ctd = Containerd::start(&opts).unwrap_or_else(|e| panic!("{e}"));
-    import_image(&ctd, NS, &module_image(WASM_IMAGE, std::fs::read(&module).unwrap()));
+    import_image(
+        &ctd,
+        NS,
+        &module_image(WASM_IMAGE, std::fs::read(&module).unwrap()),
+    );
     import_image(&ctd, NS, &module_image(SLEEP_IMAGE, wat("sleep")));
-    let mut bb = ImageSpec::new(BUSYBOX_IMAGE).file("/bin/busybox", std::fs::read(busybox).unwrap(), 0o755);
+    let mut bb =
+        ImageSpec::new(BUSYBOX_IMAGE).file("/bin/busybox", std::fs::read(busybox).unwrap(), 0o755);
     bb.entrypoint = vec!["/bin/busybox".into(), "echo".into(), "hello".into()];
     import_image(&ctd, NS, &bb);
 
@@ -152,16 +176,43 @@ fn main() {
     }
     let (mo, mr) = (median(ours.clone()), median(runc.clone()));
     println!("start-to-exit (ms)             median     p90");
-    println!("  {:<28} {:>7.1} {:>7.1}", RUNC.name, ms(mr), ms(percentile(runc, 0.9)));
-    println!("  {:<28} {:>7.1} {:>7.1}", OURS.name, ms(mo), ms(percentile(ours, 0.9)));
-    println!("  first start of the module (compile + cache): {:.1} ms", ms(first));
-    println!("  ratio wasmlet / runc (median): {:.2}x", mo.as_secs_f64() / mr.as_secs_f64());
+    println!(
+        "  {:<28} {:>7.1} {:>7.1}",
+        RUNC.name,
+        ms(mr),
+        ms(percentile(runc, 0.9))
+    );
+    println!(
+        "  {:<28} {:>7.1} {:>7.1}",
+        OURS.name,
+        ms(mo),
+        ms(percentile(ours, 0.9))
+    );
+    println!(
+        "  first start of the module (compile + cache): {:.1} ms",
+        ms(first)
+    );
+    println!(
+        "  ratio wasmlet / runc (median): {:.2}x",
+        mo.as_secs_f64() / mr.as_secs_f64()
+    );
 
     let (ro, po, no) = idle_memory(&ctd, &OURS, SLEEP_IMAGE, &[]);
-    let (rr, pr, nr) = idle_memory(&ctd, &RUNC, BUSYBOX_IMAGE, &["/bin/busybox", "sleep", "300"]);
+    let (rr, pr, nr) = idle_memory(
+        &ctd,
+        &RUNC,
+        BUSYBOX_IMAGE,
+        &["/bin/busybox", "sleep", "300"],
+    );
     println!("\nshim process tree while the workload sleeps (KiB)   RSS      PSS  processes");
-    println!("  {:<44} {:>7} {:>8} {:>4}", "runc: shim + busybox sleep", rr, pr, nr);
-    println!("  {:<44} {:>7} {:>8} {:>4}", "wasmlet: shim + sleep.wasm", ro, po, no);
+    println!(
+        "  {:<44} {:>7} {:>8} {:>4}",
+        "runc: shim + busybox sleep", rr, pr, nr
+    );
+    println!(
+        "  {:<44} {:>7} {:>8} {:>4}",
+        "wasmlet: shim + sleep.wasm", ro, po, no
+    );
     println!(
         "  ratio wasmlet / runc: RSS {:.2}x, PSS {:.2}x",
         ro as f64 / rr as f64,

@@ -25,13 +25,31 @@ fn main() {
         std::process::exit(1)
     });
     println!("private containerd at {}", ctd.address.display());
-    import_image(&ctd, NS, &module_image(IMAGE, std::fs::read(&module).unwrap()));
-    println!("imported {IMAGE} ({} bytes of wasm)", std::fs::metadata(&module).unwrap().len());
+    import_image(
+        &ctd,
+        NS,
+        &module_image(IMAGE, std::fs::read(&module).unwrap()),
+    );
+    println!(
+        "imported {IMAGE} ({} bytes of wasm)",
+        std::fs::metadata(&module).unwrap().len()
+    );
 
     let mut code = 0;
     for (id, extra) in [
         ("hello", vec![]),
-        ("hello-args", vec!["--env", "GREETING=containerd", IMAGE, "hello-args", "/app/hello.wasm", "from", "ctr"]),
+        (
+            "hello-args",
+            vec![
+                "--env",
+                "GREETING=containerd",
+                IMAGE,
+                "hello-args",
+                "/app/hello.wasm",
+                "from",
+                "ctr",
+            ],
+        ),
     ] {
         let mut args = vec!["run", "--rm", "--runtime", "io.containerd.wasmtime.v1"];
         if extra.is_empty() {
