@@ -1,8 +1,13 @@
-//! Writing OCI image layouts (with a Docker `manifest.json` beside `index.json`) that
-//! `ctr image import` accepts, deterministically: the same inputs give the same digests.
+//! Writing OCI image layouts that `ctr image import` accepts, deterministically: the same
+//! inputs give the same digests. Two forms:
 //!
-//! This is the rootfs-layer form: the files land in one uncompressed tar layer and the
-//! image config names the entrypoint, as any container image does.
+//! - [`Form::Rootfs`]: the files land in one uncompressed tar layer and the image config
+//!   names the entrypoint, as any container image does (a Docker `manifest.json` is
+//!   written beside `index.json` too). Every containerd can unpack it.
+//! - [`Form::WasmLayers`]: the CNCF wasm OCI artifact layout: each module is a layer of its
+//!   own (`application/wasm`, or the component layer type for components) and the config
+//!   is `application/vnd.wasm.config.v0+json`; the platform is `wasip1/wasm` (`wasip2/wasm`
+//!   when a component is present).
 
 use std::io::Write;
 
@@ -24,9 +29,17 @@ pub struct LayerFile {
     pub mode: u32,
 }
 
+/// Which image form to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Rootfs,
+    WasmLayers,
+}
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct ImageSpec {
+    pub form: Form,
     /// Full reference, e.g. `docker.io/wasmlet/hello:latest`.
     pub name: String,
     pub files: Vec<LayerFile>,
@@ -42,6 +55,7 @@ impl ImageSpec {
     /// An image for this host's platform (`linux` and its GOARCH name).
     pub fn new(name: &str) -> Self {
         ImageSpec {
+            form: Form::Rootfs,
             name: name.to_string(),
             files: Vec::new(),
             entrypoint: Vec::new(),
@@ -160,6 +174,13 @@ fn append(
 
 /// Write the image as an OCI layout tarball to `out`.
 pub fn write_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
+    match spec.form {
+        Form::Rootfs => write_rootfs_layout(spec, out),
+        Form::WasmLayers => write_wasm_layout(spec, out),
+    }
+}
+
+fn write_rootfs_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
     let layer = Blob::new(layer_tar(&spec.files)?);
     let mut container_config = serde_json::Map::new();
     let mut put = |key: &str, v: &[String]| {
@@ -186,6 +207,92 @@ pub fn write_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
         "config": {"mediaType": MT_CONFIG, "digest": config.digest, "size": config.data.len()},
         "layers": [{"mediaType": MT_LAYER_TAR, "digest": layer.digest, "size": layer.data.len()}],
     })));
+    let docker_manifest = json_bytes(&serde_json::json!([{
+        "Config": config.path(),
+        "RepoTags": [spec.name],
+        "Layers": [layer.path()],
+    }]));
+    let platform = serde_json::json!({"architecture": spec.architecture, "os": spec.os});
+    let written = Written {
+        manifest: manifest.digest.clone(),
+        config: config.digest.clone(),
+        layer: layer.digest.clone(),
+    };
+    write_tar(
+        out,
+        spec,
+        &manifest,
+        platform,
+        &[config, layer],
+        Some(docker_manifest),
+    )?;
+    Ok(written)
+}
+
+fn write_wasm_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
+    if spec.files.is_empty() {
+        return Err(Error::Image(
+            "a wasm-layer image needs at least one module".into(),
+        ));
+    }
+    let mut layers = Vec::new();
+    let mut any_component = false;
+    for f in &spec.files {
+        let kind = crate::wasm::sniff(&f.data[..f.data.len().min(8)], &f.path)?;
+        any_component |= kind == crate::wasm::WasmKind::Component;
+        let media_type = match kind {
+            crate::wasm::WasmKind::Module => crate::media::WASM_LAYER,
+            crate::wasm::WasmKind::Component => crate::media::COMPONENT_LAYER,
+        };
+        let title = f.path.rsplit('/').next().unwrap_or(&f.path).to_string();
+        layers.push((Blob::new(f.data.clone()), media_type, title));
+    }
+    let os = if any_component { "wasip2" } else { "wasip1" };
+    let config = Blob::new(json_bytes(&serde_json::json!({
+        "created": "1970-01-01T00:00:00Z",
+        "architecture": "wasm",
+        "os": os,
+        "layerDigests": layers.iter().map(|(b, _, _)| b.digest.clone()).collect::<Vec<_>>(),
+    })));
+    let layer_descriptors: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|(b, mt, title)| {
+            serde_json::json!({
+                "mediaType": mt,
+                "digest": b.digest,
+                "size": b.data.len(),
+                "annotations": {"org.opencontainers.image.title": title},
+            })
+        })
+        .collect();
+    let manifest = Blob::new(json_bytes(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_MANIFEST,
+        "artifactType": crate::media::WASM_CONFIG,
+        "config": {"mediaType": crate::media::WASM_CONFIG, "digest": config.digest, "size": config.data.len()},
+        "layers": layer_descriptors,
+    })));
+    let written = Written {
+        manifest: manifest.digest.clone(),
+        config: config.digest.clone(),
+        layer: layers[0].0.digest.clone(),
+    };
+    let mut blobs = vec![config];
+    blobs.extend(layers.into_iter().map(|(b, _, _)| b));
+    let platform = serde_json::json!({"architecture": "wasm", "os": os});
+    write_tar(out, spec, &manifest, platform, &blobs, None)?;
+    Ok(written)
+}
+
+/// Write `oci-layout`, `index.json`, the optional Docker `manifest.json` and the blobs.
+fn write_tar(
+    out: impl Write,
+    spec: &ImageSpec,
+    manifest: &Blob,
+    platform: serde_json::Value,
+    blobs: &[Blob],
+    docker_manifest: Option<Vec<u8>>,
+) -> Result<()> {
     let tag = spec
         .name
         .rsplit_once(':')
@@ -201,29 +308,24 @@ pub fn write_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
                 "io.containerd.image.name": spec.name,
                 "org.opencontainers.image.ref.name": tag,
             },
-            "platform": {"architecture": spec.architecture, "os": spec.os},
+            "platform": platform,
         }],
     }));
-    let docker_manifest = json_bytes(&serde_json::json!([{
-        "Config": config.path(),
-        "RepoTags": [spec.name],
-        "Layers": [layer.path()],
-    }]));
-
     let mut tar = tar::Builder::new(out);
     let mut h = header(tar::EntryType::Directory, 0o755, 0);
     for dir in ["blobs/", "blobs/sha256/"] {
         tar.append_data(&mut h, dir, &[][..])
             .map_err(|e| Error::Image(e.to_string()))?;
     }
-    let files: [(String, &[u8]); 6] = [
+    let mut files: Vec<(String, &[u8])> = vec![
         ("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#),
         ("index.json".into(), &index),
-        ("manifest.json".into(), &docker_manifest),
-        (config.path(), &config.data),
-        (layer.path(), &layer.data),
         (manifest.path(), &manifest.data),
     ];
+    if let Some(dm) = &docker_manifest {
+        files.push(("manifest.json".into(), dm));
+    }
+    files.extend(blobs.iter().map(|b| (b.path(), &b.data[..])));
     for (path, data) in files {
         let mut h = header(tar::EntryType::Regular, 0o644, data.len() as u64);
         tar.append_data(&mut h, &path, data)
@@ -232,11 +334,7 @@ pub fn write_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
     tar.into_inner()
         .and_then(|mut w| w.flush())
         .map_err(|e| Error::Image(e.to_string()))?;
-    Ok(Written {
-        manifest: manifest.digest,
-        config: config.digest,
-        layer: layer.digest,
-    })
+    Ok(())
 }
 
 fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
@@ -315,6 +413,54 @@ mod tests {
         ];
         let names = entries(&layer_tar(&files).unwrap());
         assert_eq!(names, ["a/", "a/y/", "b/", "a/y/z", "b/x"]);
+    }
+
+    #[test]
+    fn wasm_layer_form_follows_the_artifact_layout() {
+        let mut spec = hello();
+        spec.form = Form::WasmLayers;
+        let mut out = Vec::new();
+        let w = write_layout(&spec, &mut out).unwrap();
+        let names = entries(&out);
+        assert!(!names.iter().any(|n| n == "manifest.json"), "{names:?}");
+        let read = |name: &str| -> serde_json::Value {
+            let mut archive = tar::Archive::new(&out[..]);
+            let entry = archive
+                .entries()
+                .unwrap()
+                .map(|e| e.unwrap())
+                .find(|e| e.path().unwrap().to_str() == Some(name))
+                .unwrap();
+            serde_json::from_reader(entry).unwrap()
+        };
+        let manifest = read(&format!("blobs/sha256/{}", &w.manifest[7..]));
+        assert_eq!(manifest["config"]["mediaType"], crate::media::WASM_CONFIG);
+        assert_eq!(manifest["layers"][0]["mediaType"], crate::media::WASM_LAYER);
+        assert_eq!(
+            manifest["layers"][0]["annotations"]["org.opencontainers.image.title"],
+            "hello.wasm"
+        );
+        let index = read("index.json");
+        assert_eq!(index["manifests"][0]["platform"]["os"], "wasip1");
+        let doc =
+            crate::media::parse_document("", &serde_json::to_vec(&manifest).unwrap()).unwrap();
+        match doc {
+            crate::media::Document::Manifest(m) => assert!(matches!(
+                crate::media::image_form(&m).unwrap(),
+                crate::media::ImageForm::WasmLayers(l) if l.len() == 1
+            )),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn wasm_layer_form_refuses_non_wasm() {
+        let mut spec = ImageSpec::new("x:y").file("/a.wasm", b"text".to_vec(), 0o644);
+        spec.form = Form::WasmLayers;
+        assert!(matches!(
+            write_layout(&spec, Vec::new()),
+            Err(Error::NotWasm { .. })
+        ));
     }
 
     #[test]

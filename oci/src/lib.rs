@@ -12,10 +12,12 @@
 //! - [`wasm`]: recognise WebAssembly modules, components and the usual non-wasm files.
 //! - [`wasi`]: compute the [`WasiPlan`] from a spec.
 //! - [`image`]: build OCI image layout tarballs.
+//! - [`media`]: media types, manifests and indexes of the image forms wasmlet runs.
 
 pub mod entrypoint;
 pub mod error;
 pub mod image;
+pub mod media;
 pub mod rootfs;
 pub mod spec;
 pub mod wasi;

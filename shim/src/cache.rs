@@ -1,13 +1,24 @@
 //! The compiled-module cache shared by every workload of a node.
 //!
-//! An entry's name is the SHA-256 of the module bytes and of the engine's compatibility
-//! fingerprint (engine version, target and settings), so an engine upgrade can never load an
-//! old entry. Entries are written to a temporary file and renamed into place, so concurrent
-//! starts of one image never see half an entry; each engine loads them by mapping the file.
+//! - Keyed by content: an entry's name is the SHA-256 of the engine's compatibility
+//!   fingerprint (engine version, target, settings) and of the module bytes, so an engine
+//!   upgrade can never load an old entry.
+//! - Written atomically: the artifact goes to a temporary file that is renamed into place,
+//!   then its checksum file (`.sum`: length and SHA-256) the same way. An entry without a
+//!   matching checksum (truncated, corrupted, half written) is evicted and recompiled, never
+//!   trusted.
+//! - Compiled once: a workload that misses takes an exclusive lock on the entry's `.lock`
+//!   file while compiling, so ten starts of a new image compile it once and the other nine
+//!   wait and load the result.
+//! - Bounded: after each store, the least recently used entries (by modification time,
+//!   refreshed on every hit) are removed until the cache fits its size bound.
+//! - Loaded by mapping: engines get a path and map the file.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -16,6 +27,14 @@ use crate::error::{Error, Result};
 pub const DIR_ENV: &str = "WASMLET_CACHE_DIR";
 /// Where compiled modules are kept unless [`DIR_ENV`] says otherwise.
 pub const DEFAULT_DIR: &str = "/var/lib/wasmlet/cache";
+/// Environment variable that overrides [`DEFAULT_MAX_BYTES`].
+pub const MAX_BYTES_ENV: &str = "WASMLET_CACHE_MAX_BYTES";
+/// The default size bound of one engine's cache.
+pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
+
+const ARTIFACT: &str = "bin";
+const CHECKSUM: &str = "sum";
+const LOCK: &str = "lock";
 
 /// Feeds a `Hash` value into SHA-256, giving a fingerprint that is stable across processes.
 #[derive(Default)]
@@ -37,17 +56,54 @@ impl FingerprintHasher {
     }
 }
 
+/// What a load found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A valid entry was mapped.
+    Hit,
+    /// Compiled now (and stored, unless storing failed).
+    Compiled,
+    /// An entry existed but failed its checksum or the engine's checks; recompiled.
+    Recovered,
+}
+
 /// A cache directory for one engine.
 #[derive(Debug, Clone)]
 pub struct ModuleCache {
     dir: PathBuf,
+    max_bytes: u64,
+}
+
+/// One entry's files.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub artifact: PathBuf,
+    checksum: PathBuf,
+    lock: PathBuf,
+}
+
+fn digest_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((len, format!("{:x}", h.finalize())))
 }
 
 impl ModuleCache {
-    /// The cache under `root` for `engine` (e.g. `wasmtime`).
-    pub fn new(root: &Path, engine: &str) -> Self {
+    /// The cache under `root` for `engine` (e.g. `wasmtime`), bounded to `max_bytes`.
+    pub fn new(root: &Path, engine: &str, max_bytes: u64) -> Self {
         ModuleCache {
             dir: root.join(engine),
+            max_bytes,
         }
     }
 
@@ -59,73 +115,210 @@ impl ModuleCache {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
     }
 
-    /// The entry path for `module` compiled by an engine with `fingerprint`.
-    pub fn entry(&self, module: &[u8], fingerprint: &str) -> PathBuf {
+    /// The size bound from the environment or the default.
+    pub fn max_bytes_from_env() -> u64 {
+        std::env::var(MAX_BYTES_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_BYTES)
+    }
+
+    /// The entry for `module` compiled by an engine with `fingerprint`.
+    pub fn entry(&self, module: &[u8], fingerprint: &str) -> Entry {
         let mut h = Sha256::new();
         h.update(fingerprint.as_bytes());
         h.update([0]);
         h.update(module);
-        self.dir.join(format!("{:x}.bin", h.finalize()))
+        let key = format!("{:x}", h.finalize());
+        let file = |ext: &str| self.dir.join(format!("{key}.{ext}"));
+        Entry {
+            artifact: file(ARTIFACT),
+            checksum: file(CHECKSUM),
+            lock: file(LOCK),
+        }
     }
 
-    /// Store `artifact` at `entry` atomically. Failure leaves no partial entry behind.
-    pub fn store(&self, entry: &Path, artifact: &[u8]) -> Result<()> {
+    /// Whether `entry` is complete and intact; a damaged entry is evicted.
+    fn verified(&self, entry: &Entry) -> Option<bool> {
+        let recorded = std::fs::read_to_string(&entry.checksum).ok();
+        if recorded.is_none() && !entry.artifact.exists() {
+            return None;
+        }
+        let actual = digest_file(&entry.artifact)
+            .ok()
+            .map(|(len, sum)| format!("{len} {sum}"));
+        if recorded.is_some() && recorded == actual {
+            let _ = File::options()
+                .append(true)
+                .open(&entry.artifact)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+            return Some(true);
+        }
+        log::warn!(
+            "cache entry {} is damaged; recompiling",
+            entry.artifact.display()
+        );
+        self.evict(entry);
+        Some(false)
+    }
+
+    /// Load `module` through the cache: map a verified entry, or compile (once, under the
+    /// entry's lock), store and map. `load` maps an artifact file; `load_bytes` is the
+    /// fallback when the cache cannot be written.
+    pub fn load_or_compile<T>(
+        &self,
+        module: &[u8],
+        fingerprint: &str,
+        compile: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+        load: impl Fn(&Path) -> Result<T>,
+        load_bytes: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<(T, Outcome)> {
+        let entry = self.entry(module, fingerprint);
+        let mut damaged = false;
+        match self.try_load(&entry, &load) {
+            Some(Ok(t)) => return Ok((t, Outcome::Hit)),
+            Some(Err(())) => damaged = true,
+            None => {}
+        }
+        let _lock = match self.lock(&entry) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                log::warn!("not caching compiled module: {e}");
+                None
+            }
+        };
+        // Another workload may have compiled it while this one waited for the lock.
+        match self.try_load(&entry, &load) {
+            Some(Ok(t)) => return Ok((t, Outcome::Hit)),
+            Some(Err(())) => damaged = true,
+            None => {}
+        }
+        let artifact = compile(module)?;
+        let outcome = if damaged {
+            Outcome::Recovered
+        } else {
+            Outcome::Compiled
+        };
+        if _lock.is_some() {
+            match self.store(&entry, &artifact) {
+                Ok(()) => {
+                    if let Ok(t) = load(&entry.artifact) {
+                        return Ok((t, outcome));
+                    }
+                }
+                Err(e) => log::warn!("not caching compiled module: {e}"),
+            }
+        }
+        load_bytes(&artifact).map(|t| (t, outcome))
+    }
+
+    /// `None`: no entry. `Some(Err)`: an entry that was damaged (and is now evicted).
+    fn try_load<T>(
+        &self,
+        entry: &Entry,
+        load: &impl Fn(&Path) -> Result<T>,
+    ) -> Option<std::result::Result<T, ()>> {
+        match self.verified(entry)? {
+            false => Some(Err(())),
+            true => match load(&entry.artifact) {
+                Ok(t) => Some(Ok(t)),
+                Err(e) => {
+                    log::warn!(
+                        "cache entry {} unusable ({e}); recompiling",
+                        entry.artifact.display()
+                    );
+                    self.evict(entry);
+                    Some(Err(()))
+                }
+            },
+        }
+    }
+
+    fn lock(&self, entry: &Entry) -> Result<Flock<File>> {
         std::fs::create_dir_all(&self.dir).map_err(Error::io("creating cache dir", &self.dir))?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&entry.lock)
+            .map_err(Error::io("opening cache lock", &entry.lock))?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::sys(format!("locking {}", entry.lock.display()))(e))
+    }
+
+    fn write_atomically(&self, path: &Path, data: &[u8]) -> Result<()> {
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)
-            .map_err(Error::io("creating cache entry in", &self.dir))?;
-        tmp.write_all(artifact)
+            .map_err(Error::io("creating cache file in", &self.dir))?;
+        tmp.write_all(data)
             .and_then(|_| tmp.as_file().sync_data())
-            .map_err(Error::io("writing cache entry", tmp.path()))?;
-        tmp.persist(entry)
-            .map_err(|e| Error::io("publishing cache entry", entry)(e.error))?;
+            .map_err(Error::io("writing cache file", tmp.path()))?;
+        tmp.persist(path)
+            .map_err(|e| Error::io("publishing cache file", path)(e.error))?;
         Ok(())
     }
 
-    /// Drop an entry that failed to load, so the next start recompiles.
-    pub fn evict(&self, entry: &Path) {
-        if let Err(e) = std::fs::remove_file(entry) {
-            log::debug!("evicting {}: {e}", entry.display());
+    /// Store `artifact` for `entry`: the artifact, then its checksum, each atomically; then
+    /// evict least recently used entries beyond the size bound.
+    pub fn store(&self, entry: &Entry, artifact: &[u8]) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(Error::io("creating cache dir", &self.dir))?;
+        self.write_atomically(&entry.artifact, artifact)?;
+        let sum = format!("{} {:x}", artifact.len(), Sha256::digest(artifact));
+        self.write_atomically(&entry.checksum, sum.as_bytes())?;
+        self.enforce_bound(&entry.artifact);
+        Ok(())
+    }
+
+    /// Drop an entry.
+    pub fn evict(&self, entry: &Entry) {
+        for f in [&entry.checksum, &entry.artifact] {
+            if let Err(e) = std::fs::remove_file(f) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!("evicting {}: {e}", f.display());
+                }
+            }
+        }
+    }
+
+    /// Remove the least recently used artifacts (never `keep`) until the cache fits.
+    fn enforce_bound(&self, keep: &Path) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut entries: Vec<(std::time::SystemTime, u64, PathBuf)> = dir
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == ARTIFACT))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((m.modified().ok()?, m.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = entries.iter().map(|e| e.1).sum();
+        entries.sort();
+        for (_, len, path) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            if path == keep {
+                continue;
+            }
+            let stem = path.with_extension("");
+            let entry = Entry {
+                artifact: path.clone(),
+                checksum: stem.with_extension(CHECKSUM),
+                lock: stem.with_extension(LOCK),
+            };
+            log::info!(
+                "cache over {} bytes: evicting {}",
+                self.max_bytes,
+                path.display()
+            );
+            self.evict(&entry);
+            let _ = std::fs::remove_file(&entry.lock);
+            total = total.saturating_sub(len);
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::hash::Hash;
-
-    #[test]
-    fn key_depends_on_module_and_fingerprint() {
-        let c = ModuleCache::new(Path::new("/c"), "wasmtime");
-        let a = c.entry(b"module-a", "v1");
-        assert_eq!(a, c.entry(b"module-a", "v1"));
-        assert_ne!(a, c.entry(b"module-b", "v1"));
-        assert_ne!(a, c.entry(b"module-a", "v2"));
-        assert!(a.starts_with("/c/wasmtime"));
-    }
-
-    #[test]
-    fn store_is_atomic_and_replaces() {
-        let d = tempfile::tempdir().unwrap();
-        let c = ModuleCache::new(d.path(), "e");
-        let entry = c.entry(b"m", "f");
-        c.store(&entry, b"one").unwrap();
-        c.store(&entry, b"two").unwrap();
-        assert_eq!(std::fs::read(&entry).unwrap(), b"two");
-        let names: Vec<_> = std::fs::read_dir(d.path().join("e")).unwrap().collect();
-        assert_eq!(names.len(), 1, "no temporary files left");
-        c.evict(&entry);
-        assert!(!entry.exists());
-    }
-
-    #[test]
-    fn fingerprint_is_stable() {
-        let fp = |v: &str| {
-            let mut h = FingerprintHasher::default();
-            v.hash(&mut h);
-            h.hex()
-        };
-        assert_eq!(fp("x"), fp("x"));
-        assert_ne!(fp("x"), fp("y"));
-    }
-}
+#[path = "cache_tests.rs"]
+mod tests;

@@ -42,6 +42,7 @@ pub fn proc_start_time(pid: u32) -> Option<u64> {
 /// Starts workload processes from this very binary.
 pub struct ProcessLauncher {
     pub cache_root: PathBuf,
+    pub cache_max_bytes: u64,
 }
 
 /// Kills a half-created workload process unless disarmed.
@@ -89,6 +90,7 @@ impl Launcher for ProcessLauncher {
             id: req.id.clone(),
             plan,
             cache_root: self.cache_root.clone(),
+            cache_max_bytes: self.cache_max_bytes,
         };
         let died = |detail: String| Error::WorkloadDied {
             id: req.id.clone(),

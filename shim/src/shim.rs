@@ -119,6 +119,7 @@ impl containerd_shim::Shim for WasmletShim {
         let service = Arc::new(TaskService::new(
             crate::launcher::ProcessLauncher {
                 cache_root: ModuleCache::root_from_env(),
+                cache_max_bytes: ModuleCache::max_bytes_from_env(),
             },
             sink,
             &self.namespace,

@@ -28,6 +28,7 @@ pub struct WorkloadRequest {
     pub id: String,
     pub plan: WasiPlan,
     pub cache_root: PathBuf,
+    pub cache_max_bytes: u64,
 }
 
 /// The workload's answer once the module is prepared (or refused).
@@ -103,7 +104,7 @@ fn serve<E: Engine>() -> Result<i32> {
     let Some(req) = recv::<WorkloadRequest>(&ctl).map_err(io)? else {
         return Ok(1);
     };
-    let cache = ModuleCache::new(&req.cache_root, E::NAME);
+    let cache = ModuleCache::new(&req.cache_root, E::NAME, req.cache_max_bytes);
     let prepared = E::new().and_then(|engine| engine.prepare(&req.plan, &cache));
     let notes = std::mem::take(&mut *NOTES.0.lock().unwrap_or_else(|p| p.into_inner()));
     let ready = match &prepared {

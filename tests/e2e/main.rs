@@ -3,6 +3,7 @@
 //! Without root, containerd or the built shims, every test is reported ignored, with the
 //! reason printed first.
 
+mod cache;
 mod errors;
 mod images;
 mod lifecycle;
@@ -24,6 +25,7 @@ fn main() {
         .chain(lifecycle::TESTS)
         .chain(errors::TESTS)
         .chain(images::TESTS)
+        .chain(cache::TESTS)
     {
         let trial = Trial::test(*name, move || {
             test(&support::containerd());

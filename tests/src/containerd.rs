@@ -110,6 +110,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             .env_clear()
             .env("PATH", path)
             .env("WASMLET_CACHE_DIR", &cache_dir)
+            // The shims log at info (compile cache outcomes) into containerd's log.
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)

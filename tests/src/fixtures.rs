@@ -75,3 +75,28 @@ pub fn require(path: &Path) -> Result<(), String> {
         ))
     }
 }
+
+/// `module` with a custom section carrying `tag` appended: same behaviour, new content hash
+/// (so a new compile-cache entry).
+pub fn unique(mut module: Vec<u8>, tag: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"wasmlet-test";
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    module.push(0);
+    leb(payload.len(), &mut module);
+    module.extend_from_slice(&payload);
+    module
+}

@@ -63,42 +63,55 @@ fn engine_err(e: wasmtime::Error) -> Error {
     Error::Engine(format!("{e:#}"))
 }
 
+// Deserialising a compiled artifact is `unsafe` in Wasmtime because a forged artifact is
+// arbitrary machine code. These four functions are the only callers. Their inputs are
+// either an entry of the compile cache, handed out only when its checksum matches what
+// `ModuleCache::store` wrote from an artifact of this very engine build (the engine's
+// compatibility fingerprint is part of the entry's key), or the bytes `precompile_*`
+// returned a moment earlier; Wasmtime also checks each artifact's header. The cache
+// directory is root's, like the shim binary itself.
+
+fn module_from_file(e: &WtEngine, p: &Path) -> wasmtime::Result<Module> {
+    // SAFETY: see the contract above.
+    unsafe { Module::deserialize_file(e, p) }
+}
+
+fn module_from_bytes(e: &WtEngine, b: &[u8]) -> wasmtime::Result<Module> {
+    // SAFETY: see the contract above.
+    unsafe { Module::deserialize(e, b) }
+}
+
+fn component_from_file(e: &WtEngine, p: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: see the contract above.
+    unsafe { Component::deserialize_file(e, p) }
+}
+
+fn component_from_bytes(e: &WtEngine, b: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: see the contract above.
+    unsafe { Component::deserialize(e, b) }
+}
+
 impl Wasmtime {
-    /// Load a compiled artifact from the cache, or compile and store it.
+    /// Load a compiled artifact through the cache, compiling it on a miss.
     fn load<T>(
         &self,
         plan: &WasiPlan,
         cache: &ModuleCache,
         precompile: impl FnOnce(&WtEngine, &[u8]) -> wasmtime::Result<Vec<u8>>,
-        from_file: unsafe fn(&WtEngine, &Path) -> wasmtime::Result<T>,
-        from_bytes: unsafe fn(&WtEngine, &[u8]) -> wasmtime::Result<T>,
+        from_file: fn(&WtEngine, &Path) -> wasmtime::Result<T>,
+        from_bytes: fn(&WtEngine, &[u8]) -> wasmtime::Result<T>,
     ) -> Result<T> {
         let path = &plan.entrypoint.host_path;
         let bytes = std::fs::read(path).map_err(Error::io("reading module", path))?;
-        let entry = cache.entry(&bytes, &self.fingerprint);
-        if entry.is_file() {
-            // SAFETY: entries are only ever written by `ModuleCache::store` from artifacts
-            // this engine build produced (the fingerprint in the name guarantees the same
-            // version and settings), and Wasmtime validates the artifact's header on load.
-            match unsafe { from_file(&self.engine, &entry) } {
-                Ok(loaded) => return Ok(loaded),
-                Err(e) => {
-                    log::warn!("cache entry {} unusable, recompiling: {e}", entry.display());
-                    cache.evict(&entry);
-                }
-            }
-        }
-        let artifact = precompile(&self.engine, &bytes).map_err(invalid(plan))?;
-        if let Err(e) = cache.store(&entry, &artifact) {
-            log::warn!("not caching compiled module: {e}");
-        } else {
-            // SAFETY: as above; the entry was written just now from `artifact`.
-            if let Ok(loaded) = unsafe { from_file(&self.engine, &entry) } {
-                return Ok(loaded);
-            }
-        }
-        // SAFETY: `artifact` was produced by this engine a moment ago.
-        unsafe { from_bytes(&self.engine, &artifact) }.map_err(engine_err)
+        let (loaded, outcome) = cache.load_or_compile(
+            &bytes,
+            &self.fingerprint,
+            |b| precompile(&self.engine, b).map_err(invalid(plan)),
+            |p| from_file(&self.engine, p).map_err(engine_err),
+            |b| from_bytes(&self.engine, b).map_err(engine_err),
+        )?;
+        log::info!("compile cache: {outcome:?}");
+        Ok(loaded)
     }
 
     fn wasi_builder(plan: &WasiPlan) -> Result<WasiCtxBuilder> {
@@ -130,8 +143,8 @@ impl Wasmtime {
             plan,
             cache,
             |e, b| e.precompile_module(b),
-            |e, p| unsafe { Module::deserialize_file(e, p) },
-            |e, b| unsafe { Module::deserialize(e, b) },
+            module_from_file,
+            module_from_bytes,
         )?;
         let export = plan.entrypoint.export.clone();
         match module.get_export(&export) {
@@ -182,8 +195,8 @@ impl Wasmtime {
             plan,
             cache,
             |e, b| e.precompile_component(b),
-            |e, p| unsafe { Component::deserialize_file(e, p) },
-            |e, b| unsafe { Component::deserialize(e, b) },
+            component_from_file,
+            component_from_bytes,
         )?;
         let mut linker: ComponentLinker<P2Ctx> = ComponentLinker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;

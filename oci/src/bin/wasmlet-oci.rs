@@ -1,0 +1,106 @@
+//! `wasmlet-oci build`: pack WebAssembly modules (and extra files) into an OCI image layout
+//! tarball that `ctr image import` accepts.
+//!
+//! ```text
+//! wasmlet-oci build -t docker.io/you/hello:v1 -o hello.tar hello.wasm
+//! wasmlet-oci build -t NAME -o OUT.tar [--wasm-layers] [--entrypoint PATH]... [--env K=V]...
+//!                   [--workdir DIR] [--platform OS/ARCH] [--add HOST:GUEST]... MODULE[:GUEST]...
+//! ```
+//!
+//! Modules land at `/<file name>` unless `:GUEST` says where; the first module is the
+//! entrypoint unless `--entrypoint` is given. `--wasm-layers` writes the CNCF wasm artifact
+//! form (each module a layer) instead of a rootfs layer.
+
+use std::process::ExitCode;
+
+use wasmlet_oci::image::{write_layout, Form, ImageSpec};
+
+const USAGE: &str = "usage: wasmlet-oci build -t NAME -o OUT.tar [--wasm-layers] \
+[--entrypoint ARG]... [--env K=V]... [--workdir DIR] [--platform OS/ARCH] \
+[--add HOST:GUEST]... MODULE[:GUEST]...";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wasmlet-oci: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `HOST[:GUEST]`, GUEST defaulting to `/<file name of HOST>`.
+fn host_guest(arg: &str) -> Result<(String, String), String> {
+    let (host, guest) = match arg.rsplit_once(':') {
+        Some((h, g)) if g.starts_with('/') => (h.to_string(), g.to_string()),
+        _ => {
+            let name = std::path::Path::new(arg)
+                .file_name()
+                .ok_or_else(|| format!("{arg:?} names no file"))?;
+            (arg.to_string(), format!("/{}", name.to_string_lossy()))
+        }
+    };
+    Ok((host, guest))
+}
+
+fn run(args: &[String]) -> Result<String, String> {
+    let mut it = args.iter();
+    if it.next().map(String::as_str) != Some("build") {
+        return Err(USAGE.into());
+    }
+    let (mut name, mut out) = (None, None);
+    let mut spec = ImageSpec::new("");
+    let mut modules = Vec::new();
+    let mut extra = Vec::new();
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            "-t" | "--tag" => name = Some(value()?),
+            "-o" | "--output" => out = Some(value()?),
+            "--wasm-layers" => spec.form = Form::WasmLayers,
+            "--entrypoint" => spec.entrypoint.push(value()?),
+            "--env" => spec.env.push(value()?),
+            "--workdir" => spec.workdir = Some(value()?),
+            "--platform" => {
+                let v = value()?;
+                let (os, arch) = v.split_once('/').ok_or("--platform takes OS/ARCH")?;
+                spec.os = os.into();
+                spec.architecture = arch.into();
+            }
+            "--add" => extra.push(host_guest(&value()?)?),
+            "-h" | "--help" => return Ok(USAGE.into()),
+            flag if flag.starts_with('-') => return Err(format!("unknown flag {flag}\n{USAGE}")),
+            module => modules.push(host_guest(module)?),
+        }
+    }
+    let name = name.ok_or("-t NAME is required")?;
+    let out = out.ok_or("-o OUT.tar is required")?;
+    if modules.is_empty() {
+        return Err(format!("no module given\n{USAGE}"));
+    }
+    spec.name = name;
+    if spec.entrypoint.is_empty() && spec.form == Form::Rootfs {
+        spec.entrypoint = vec![modules[0].1.clone()];
+    }
+    if spec.form == Form::WasmLayers && !extra.is_empty() {
+        return Err("--add is for rootfs images; wasm-layer images hold modules only".into());
+    }
+    for (host, guest) in modules.iter().chain(&extra) {
+        let data = std::fs::read(host).map_err(|e| format!("reading {host}: {e}"))?;
+        spec = spec.file(guest, data, 0o755);
+    }
+    let file = std::fs::File::create(&out).map_err(|e| format!("creating {out}: {e}"))?;
+    let written = write_layout(&spec, std::io::BufWriter::new(file)).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "wrote {out}: {} manifest {}",
+        spec.name, written.manifest
+    ))
+}

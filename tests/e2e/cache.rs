@@ -1,0 +1,112 @@
+//! The compile cache through a real containerd: filled on the first start, hit on the
+//! next, a damaged entry recovered, and one compile for many concurrent starts.
+
+use std::time::Duration;
+
+use wasmlet_tests::cmd::eventually;
+use wasmlet_tests::containerd::Containerd;
+use wasmlet_tests::fixtures::{import_image, module_image, rootfs, unique, wat};
+
+use crate::support::{assert_clean, run_rootfs, Test, NS, RUNTIME};
+
+pub const TESTS: &[(&str, Test)] = &[
+    (
+        "cache::filled_then_hit_then_recovered",
+        filled_then_hit_then_recovered,
+    ),
+    (
+        "cache::concurrent_starts_compile_once",
+        concurrent_starts_compile_once,
+    ),
+];
+
+/// The compile-cache outcome the shim logged for container `id`, once it is in the log.
+fn outcome(ctd: &Containerd, id: &str) -> String {
+    let needle = format!("{id}: ");
+    let mut found = String::new();
+    eventually(Duration::from_secs(10), || {
+        found = ctd
+            .log()
+            .lines()
+            .filter(|l| l.contains(&needle) && l.contains("compile cache: "))
+            .filter_map(|l| l.split("compile cache: ").nth(1))
+            .map(|rest| {
+                rest.split(|c: char| !c.is_alphanumeric())
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .next()
+            .unwrap_or_default();
+        !found.is_empty()
+    });
+    found
+}
+
+/// Newest artifact in the wasmtime cache.
+fn newest_entry(ctd: &Containerd) -> std::path::PathBuf {
+    std::fs::read_dir(ctd.cache_dir.join("wasmtime"))
+        .expect("cache dir exists")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .expect("an entry")
+        .path()
+}
+
+fn filled_then_hit_then_recovered(ctd: &Containerd) {
+    let dir = rootfs(&[("/m.wasm", unique(wat("hello"), "filled_then_hit"))]);
+    let run = |id: &str| {
+        let out = run_rootfs(ctd, id, dir.path(), &[], &["/m.wasm"]).ok("ctr run");
+        assert_eq!(out.stdout_str(), "hello from wasm\n");
+        assert_clean(ctd, id);
+    };
+    run("cache-first");
+    assert_eq!(outcome(ctd, "cache-first"), "Compiled");
+    let entry = newest_entry(ctd);
+    let inode =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let first_inode = inode(&entry);
+    run("cache-second");
+    assert_eq!(outcome(ctd, "cache-second"), "Hit");
+    assert_eq!(
+        inode(&entry),
+        first_inode,
+        "a hit does not rewrite the entry"
+    );
+    // Damage the entry in place: it must be detected, recompiled, and still run.
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&entry, &bytes).unwrap();
+    run("cache-damaged");
+    assert_eq!(outcome(ctd, "cache-damaged"), "Recovered");
+    run("cache-after");
+    assert_eq!(outcome(ctd, "cache-after"), "Hit");
+}
+
+fn concurrent_starts_compile_once(ctd: &Containerd) {
+    let image = "docker.io/wasmlet/concurrent:e2e";
+    import_image(
+        ctd,
+        NS,
+        &module_image(image, unique(wat("hello"), "concurrent")),
+    );
+    let ids: Vec<String> = (0..10).map(|i| format!("conc-{i}")).collect();
+    std::thread::scope(|s| {
+        for id in &ids {
+            s.spawn(move || {
+                let out = ctd.ctr(NS, &["run", "--rm", "--runtime", RUNTIME, image, id]);
+                assert_eq!(out.code, Some(0), "{id}: {out:?}");
+                assert_eq!(out.stdout_str(), "hello from wasm\n", "{id}");
+            });
+        }
+    });
+    let outcomes: Vec<String> = ids.iter().map(|id| outcome(ctd, id)).collect();
+    let compiled = outcomes.iter().filter(|o| *o == "Compiled").count();
+    let hits = outcomes.iter().filter(|o| *o == "Hit").count();
+    assert_eq!((compiled, hits), (1, 9), "outcomes: {outcomes:?}");
+    for id in &ids {
+        assert_clean(ctd, id);
+    }
+}
