@@ -94,7 +94,8 @@ pub fn find(
     })
 }
 
-fn read_header(path: &std::path::Path) -> Result<Vec<u8>> {
+/// The first bytes of a file, enough for [`sniff`].
+pub fn read_header(path: &std::path::Path) -> Result<Vec<u8>> {
     let file = std::fs::File::open(path).map_err(Error::io(path))?;
     let mut header = Vec::with_capacity(HEADER_LEN);
     file.take(HEADER_LEN as u64)

@@ -43,8 +43,39 @@ pub struct WasiPlan {
     pub preopens: Vec<Preopen>,
 }
 
-/// Compute the plan for `spec` whose rootfs is at `rootfs` on the host.
+/// Compute the plan for `spec` whose rootfs is at `rootfs` on the host; the module is the
+/// entrypoint found in the rootfs.
 pub fn plan(spec: &Spec, rootfs: &Path) -> Result<WasiPlan> {
+    plan_with(spec, rootfs, |arg0, cwd, path_env| {
+        find(rootfs, arg0, cwd, path_env)
+    })
+}
+
+/// Compute the plan for `spec` when the module is a file outside the rootfs (a wasm layer
+/// of the image, fetched from containerd): `module` on the host, named `name` in messages.
+/// `process.args[0]` stays the guest's argv[0]; its `#export` suffix still selects the
+/// function.
+pub fn plan_with_module(spec: &Spec, rootfs: &Path, module: &Path, name: &str) -> Result<WasiPlan> {
+    plan_with(spec, rootfs, |arg0, _, _| {
+        let (argv0, export) = crate::entrypoint::split_export(arg0)?;
+        let header = crate::entrypoint::read_header(module)?;
+        Ok(Entrypoint {
+            arg0: argv0.to_string(),
+            guest_path: name.to_string(),
+            host_path: module.to_path_buf(),
+            export: export
+                .unwrap_or(crate::entrypoint::DEFAULT_EXPORT)
+                .to_string(),
+            kind: crate::wasm::sniff(&header, name)?,
+        })
+    })
+}
+
+fn plan_with(
+    spec: &Spec,
+    rootfs: &Path,
+    entrypoint: impl FnOnce(&str, &str, Option<&str>) -> Result<Entrypoint>,
+) -> Result<WasiPlan> {
     if !rootfs.is_dir() {
         return Err(Error::RootfsMissing {
             path: rootfs.to_path_buf(),
@@ -71,7 +102,7 @@ pub fn plan(spec: &Spec, rootfs: &Path) -> Result<WasiPlan> {
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str());
-    let entrypoint = find(rootfs, arg0, &cwd, path_env)?;
+    let entrypoint = entrypoint(arg0, &cwd, path_env)?;
 
     let mut args = Vec::with_capacity(spec_args.len());
     args.push(entrypoint.arg0.clone());
@@ -265,6 +296,23 @@ mod tests {
         let spec = spec_with(r#"{"args":["/hello.wasm"],"cwd":"/"}"#, "");
         let err = plan(&spec, &b.path().join("absent")).unwrap_err();
         assert!(matches!(err, Error::RootfsMissing { .. }));
+    }
+
+    #[test]
+    fn module_from_a_layer_keeps_argv0_and_export() {
+        let b = bundle();
+        let layer = b.path().join("layer.wasm");
+        std::fs::write(&layer, MODULE).unwrap();
+        let spec = spec_with(r#"{"args":["app.wasm#run","x"],"cwd":"/"}"#, "");
+        let plan =
+            plan_with_module(&spec, &b.path().join("rootfs"), &layer, "layer app.wasm").unwrap();
+        assert_eq!(plan.args, ["app.wasm", "x"]);
+        assert_eq!(plan.entrypoint.export, "run");
+        assert_eq!(plan.entrypoint.host_path, layer);
+        assert_eq!(plan.preopens[0].guest, "/");
+        std::fs::write(&layer, b"not wasm").unwrap();
+        let err = plan_with_module(&spec, &b.path().join("rootfs"), &layer, "layer app.wasm");
+        assert!(matches!(err, Err(Error::NotWasm { .. })));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! - Keyed by content: an entry's name is the SHA-256 of the engine's compatibility
 //!   fingerprint (engine version, target, settings) and of the module bytes, so an engine
 //!   upgrade can never load an old entry.
-//! - Written atomically: the artifact goes to a temporary file that is renamed into place,
-//!   then its checksum file (`.sum`: length and SHA-256) the same way. An entry without a
+//! - Written atomically: the checksum file (`.sum`: length and SHA-256), then the artifact,
+//!   each to a temporary file that is renamed into place. An entry without a
 //!   matching checksum (truncated, corrupted, half written) is evicted and recompiled, never
 //!   trusted.
 //! - Compiled once: a workload that misses takes an exclusive lock on the entry's `.lock`
@@ -140,10 +140,12 @@ impl ModuleCache {
 
     /// Whether `entry` is complete and intact; a damaged entry is evicted.
     fn verified(&self, entry: &Entry) -> Option<bool> {
-        let recorded = std::fs::read_to_string(&entry.checksum).ok();
-        if recorded.is_none() && !entry.artifact.exists() {
+        // The checksum is published before the artifact, so an artifact that exists must
+        // have its checksum; no artifact is a plain miss (perhaps a store under way).
+        if !entry.artifact.exists() {
             return None;
         }
+        let recorded = std::fs::read_to_string(&entry.checksum).ok();
         let actual = digest_file(&entry.artifact)
             .ok()
             .map(|(len, sum)| format!("{len} {sum}"));
@@ -174,13 +176,28 @@ impl ModuleCache {
         load_bytes: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<(T, Outcome)> {
         let entry = self.entry(module, fingerprint);
+        let result = self.load_entry(&entry, module, compile, load, load_bytes);
+        if let Ok((_, outcome)) = &result {
+            log::info!("compile cache: {outcome:?} {}", entry.artifact.display());
+        }
+        result
+    }
+
+    fn load_entry<T>(
+        &self,
+        entry: &Entry,
+        module: &[u8],
+        compile: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+        load: impl Fn(&Path) -> Result<T>,
+        load_bytes: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<(T, Outcome)> {
         let mut damaged = false;
-        match self.try_load(&entry, &load) {
+        match self.try_load(entry, &load) {
             Some(Ok(t)) => return Ok((t, Outcome::Hit)),
             Some(Err(())) => damaged = true,
             None => {}
         }
-        let _lock = match self.lock(&entry) {
+        let _lock = match self.lock(entry) {
             Ok(lock) => Some(lock),
             Err(e) => {
                 log::warn!("not caching compiled module: {e}");
@@ -188,7 +205,7 @@ impl ModuleCache {
             }
         };
         // Another workload may have compiled it while this one waited for the lock.
-        match self.try_load(&entry, &load) {
+        match self.try_load(entry, &load) {
             Some(Ok(t)) => return Ok((t, Outcome::Hit)),
             Some(Err(())) => damaged = true,
             None => {}
@@ -200,7 +217,7 @@ impl ModuleCache {
             Outcome::Compiled
         };
         if _lock.is_some() {
-            match self.store(&entry, &artifact) {
+            match self.store(entry, &artifact) {
                 Ok(()) => {
                     if let Ok(t) = load(&entry.artifact) {
                         return Ok((t, outcome));
@@ -257,13 +274,14 @@ impl ModuleCache {
         Ok(())
     }
 
-    /// Store `artifact` for `entry`: the artifact, then its checksum, each atomically; then
-    /// evict least recently used entries beyond the size bound.
+    /// Store `artifact` for `entry`: its checksum, then the artifact, each atomically (a
+    /// reader that sees the artifact always finds its checksum); then evict least recently
+    /// used entries beyond the size bound.
     pub fn store(&self, entry: &Entry, artifact: &[u8]) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(Error::io("creating cache dir", &self.dir))?;
-        self.write_atomically(&entry.artifact, artifact)?;
         let sum = format!("{} {:x}", artifact.len(), Sha256::digest(artifact));
         self.write_atomically(&entry.checksum, sum.as_bytes())?;
+        self.write_atomically(&entry.artifact, artifact)?;
         self.enforce_bound(&entry.artifact);
         Ok(())
     }

@@ -58,9 +58,12 @@ fn corrupted_truncated_or_unchecked_entries_are_recompiled() {
     // A truncated artifact.
     std::fs::write(&entry.artifact, b"elu").unwrap();
     assert_eq!(get(&c, b"module").1, Outcome::Recovered);
-    // An artifact without its checksum (a writer died between the two renames).
+    // An artifact without its checksum (removed by hand or by a crashed evictor).
     std::fs::remove_file(&entry.checksum).unwrap();
     assert_eq!(get(&c, b"module").1, Outcome::Recovered);
+    // A checksum without its artifact (a store under way elsewhere) is a plain miss.
+    std::fs::remove_file(&entry.artifact).unwrap();
+    assert_eq!(get(&c, b"module").1, Outcome::Compiled);
     assert_eq!(get(&c, b"module").1, Outcome::Hit);
 }
 

@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
 use crate::instance::{Instance, LaunchRequest, Launcher};
+use crate::layers::{choose, ImageLayers};
 use crate::mount::{unmount, Mounted};
 use crate::stdio::{self, StdioGuard};
 use crate::workload::{recv, send, Ready, WorkloadRequest, START, WORKLOAD_ARG};
@@ -43,6 +44,8 @@ pub fn proc_start_time(pid: u32) -> Option<u64> {
 pub struct ProcessLauncher {
     pub cache_root: PathBuf,
     pub cache_max_bytes: u64,
+    /// containerd's gRPC address, for images whose modules are wasm layers.
+    pub containerd_address: PathBuf,
 }
 
 /// Kills a half-created workload process unless disarmed.
@@ -61,7 +64,12 @@ impl Launcher for ProcessLauncher {
         let spec = wasmlet_oci::spec::load(&req.bundle)?;
         let rootfs = wasmlet_oci::spec::rootfs(&req.bundle, &spec)?;
         let mounted = Mounted::mount(&req.rootfs, &rootfs)?;
-        let plan = wasmlet_oci::wasi::plan(&spec, &rootfs)?;
+        let plan = match wasmlet_oci::wasi::plan(&spec, &rootfs) {
+            Err(not_found @ wasmlet_oci::Error::ModuleNotFound { .. }) => self
+                .plan_from_layers(req, &spec, &rootfs)?
+                .ok_or(not_found)?,
+            other => other?,
+        };
         let module = plan.entrypoint.guest_path.clone();
         let (child_io, io_guard) = stdio::open(&req.stdio)?;
 
@@ -133,6 +141,48 @@ impl Launcher for ProcessLauncher {
             state,
             state_path,
         }))
+    }
+}
+
+impl ProcessLauncher {
+    /// The plan for a container whose image carries its module as a wasm layer; `None` when
+    /// the image is not such an image.
+    fn plan_from_layers(
+        &self,
+        req: &LaunchRequest,
+        spec: &oci_spec::runtime::Spec,
+        rootfs: &Path,
+    ) -> Result<Option<wasmlet_oci::WasiPlan>> {
+        let layers = ImageLayers {
+            address: self.containerd_address.clone(),
+            namespace: req.namespace.clone(),
+            dir: self.cache_root.join("layers"),
+        };
+        let Some(modules) = layers.modules(&req.id)? else {
+            return Ok(None);
+        };
+        let arg0 = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().as_ref())
+            .and_then(|a| a.first())
+            .cloned()
+            .unwrap_or_default();
+        let Some(module) = choose(&modules, &arg0) else {
+            return Ok(None);
+        };
+        let name = format!(
+            "layer {} ({})",
+            module.title.as_deref().unwrap_or("untitled"),
+            module.digest
+        );
+        log::info!("{}: running {name}", req.id);
+        Ok(Some(wasmlet_oci::wasi::plan_with_module(
+            spec,
+            rootfs,
+            &module.path,
+            &name,
+        )?))
     }
 }
 

@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod instance;
 pub mod launcher;
+pub mod layers;
 pub mod mount;
 pub mod service;
 pub mod shim;

@@ -25,6 +25,7 @@ pub struct WasmletShim {
     namespace: String,
     bundle: PathBuf,
     socket: String,
+    address: String,
 }
 
 fn shim_err(e: impl std::fmt::Display) -> containerd_shim::Error {
@@ -56,6 +57,7 @@ impl containerd_shim::Shim for WasmletShim {
             namespace: args.namespace.clone(),
             bundle,
             socket: args.socket.clone(),
+            address: args.address.clone(),
         }
     }
 
@@ -120,6 +122,7 @@ impl containerd_shim::Shim for WasmletShim {
             crate::launcher::ProcessLauncher {
                 cache_root: ModuleCache::root_from_env(),
                 cache_max_bytes: ModuleCache::max_bytes_from_env(),
+                containerd_address: PathBuf::from(self.address.trim_start_matches("unix://")),
             },
             sink,
             &self.namespace,

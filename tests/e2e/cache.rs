@@ -43,15 +43,19 @@ fn outcome(ctd: &Containerd, id: &str) -> String {
     found
 }
 
-/// Newest artifact in the wasmtime cache.
-fn newest_entry(ctd: &Containerd) -> std::path::PathBuf {
-    std::fs::read_dir(ctd.cache_dir.join("wasmtime"))
-        .expect("cache dir exists")
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
-        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-        .expect("an entry")
-        .path()
+/// The cache entry the shim logged for container `id`.
+fn entry_of(ctd: &Containerd, id: &str) -> std::path::PathBuf {
+    let needle = format!("{id}: ");
+    let log = ctd.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&needle) && l.contains("compile cache: "))
+        .unwrap_or_else(|| panic!("no compile cache line for {id}"));
+    let path = line
+        .split_whitespace()
+        .find(|w| w.contains("/wasmtime/") && w.contains(".bin"))
+        .expect("entry path in the log line");
+    std::path::PathBuf::from(path.trim_end_matches(|c: char| c == '"' || c == '\\'))
 }
 
 fn filled_then_hit_then_recovered(ctd: &Containerd) {
@@ -63,7 +67,8 @@ fn filled_then_hit_then_recovered(ctd: &Containerd) {
     };
     run("cache-first");
     assert_eq!(outcome(ctd, "cache-first"), "Compiled");
-    let entry = newest_entry(ctd);
+    let entry = entry_of(ctd, "cache-first");
+    assert!(entry.starts_with(&ctd.cache_dir), "{}", entry.display());
     let inode =
         |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
     let first_inode = inode(&entry);

@@ -25,7 +25,87 @@ pub const TESTS: &[(&str, Test)] = &[
         "images::bind_mounts_are_preopened_ro_or_rw",
         bind_mounts_are_preopened_ro_or_rw,
     ),
+    (
+        "images::wasm_layer_image_through_the_api",
+        wasm_layer_image_through_the_api,
+    ),
+    (
+        "images::wasm_layer_selected_by_title",
+        wasm_layer_selected_by_title,
+    ),
+    (
+        "images::wasm_layer_component_through_the_api",
+        wasm_layer_component_through_the_api,
+    ),
 ];
+
+fn wasm_layer_image(name: &str, modules: &[(&str, Vec<u8>)]) -> wasmlet_oci::image::ImageSpec {
+    let mut spec = wasmlet_oci::image::ImageSpec::new(name);
+    spec.form = wasmlet_oci::image::Form::WasmLayers;
+    for (path, data) in modules {
+        spec = spec.file(path, data.clone(), 0o644);
+    }
+    spec
+}
+
+fn api_run(ctd: &Containerd, image: &str, id: &str, args: &[&str]) -> wasmlet_tests::api::ApiRun {
+    let logs = tempfile::tempdir().unwrap();
+    let run = wasmlet_tests::api::run_image(ctd, NS, image, RUNTIME, id, args, logs.path())
+        .unwrap_or_else(|e| panic!("running {image} through the API: {e}"));
+    assert_clean(ctd, id);
+    run
+}
+
+fn wasm_layer_image_through_the_api(ctd: &Containerd) {
+    let name = "docker.io/wasmlet/argsenv-layer:e2e";
+    import_image(
+        ctd,
+        NS,
+        &wasm_layer_image(name, &[("/argsenv.wasm", wat("argsenv"))]),
+    );
+    let run = api_run(ctd, name, "layer-args", &["argsenv.wasm", "x", "y z"]);
+    assert_eq!(run.exit_code, 0, "{run:?}");
+    let args: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("arg:"))
+        .collect();
+    assert_eq!(args, ["argsenv.wasm", "x", "y z"]);
+}
+
+fn wasm_layer_selected_by_title(ctd: &Containerd) {
+    let name = "docker.io/wasmlet/two-layers:e2e";
+    let modules = [
+        ("/hello.wasm", wat("hello")),
+        ("/exit42.wasm", wat("exit42")),
+    ];
+    import_image(ctd, NS, &wasm_layer_image(name, &modules));
+    let run = api_run(ctd, name, "layer-second", &["/exit42.wasm"]);
+    assert_eq!(run.exit_code, 42, "{run:?}");
+    assert!(run.stderr.contains("exiting with 42"), "{run:?}");
+    let run = api_run(ctd, name, "layer-first", &["anything"]);
+    assert_eq!(
+        (run.exit_code, run.stdout.as_str()),
+        (0, "hello from wasm\n")
+    );
+}
+
+fn wasm_layer_component_through_the_api(ctd: &Containerd) {
+    let component = example("wasm32-wasip2", "hello");
+    require(&component).unwrap_or_else(|e| panic!("{e}"));
+    let name = "docker.io/wasmlet/hello-component-layer:e2e";
+    import_image(
+        ctd,
+        NS,
+        &wasm_layer_image(name, &[("/hello.wasm", std::fs::read(&component).unwrap())]),
+    );
+    let run = api_run(ctd, name, "layer-p2", &["hello.wasm", "layered"]);
+    assert_eq!(run.exit_code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "Hello from WebAssembly, wasmlet!\nargs: layered\n"
+    );
+}
 
 fn run_image(ctd: &Containerd, image: &str, id: &str, args: &[&str]) -> wasmlet_tests::cmd::Output {
     let mut all = vec!["run", "--rm", "--runtime", RUNTIME, image, id];

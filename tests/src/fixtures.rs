@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wasmlet_oci::image::{write_layout, ImageSpec};
+use wasmlet_oci::image::{write_layout, Form, ImageSpec};
 
 use crate::containerd::Containerd;
 
@@ -29,15 +29,20 @@ pub fn rootfs(files: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
     dir
 }
 
-/// Write `spec` as an OCI layout tarball and `ctr image import` it into `ns`.
+/// Write `spec` as an OCI layout tarball and `ctr image import` it into `ns` (without
+/// unpacking it when it is a wasm-layer image, which containerd 1.6 cannot unpack).
 pub fn import_image(ctd: &Containerd, ns: &str, spec: &ImageSpec) {
     let tar = ctd
         .dir
         .join(format!("{}.tar", spec.name.replace(['/', ':'], "_")));
     let file = std::fs::File::create(&tar).expect("creating image tar");
     write_layout(spec, std::io::BufWriter::new(file)).expect("writing image");
-    ctd.ctr(ns, &["image", "import", &tar.to_string_lossy()])
-        .ok("ctr image import");
+    let tar = tar.to_string_lossy();
+    let args: Vec<&str> = match spec.form {
+        Form::Rootfs => vec!["image", "import", &tar],
+        Form::WasmLayers => vec!["image", "import", "--no-unpack", "--all-platforms", &tar],
+    };
+    ctd.ctr(ns, &args).ok("ctr image import");
 }
 
 /// An image holding one module at `/app/<name>.wasm` as its entrypoint.

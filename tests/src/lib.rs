@@ -3,11 +3,13 @@
 //! It never touches a system containerd. The e2e tests, `wasmlet-demo` and `wasmlet-bench`
 //! all use it.
 //!
+//! - [`api`]: containerd's gRPC API, for what `ctr` 1.6 cannot do.
 //! - [`cmd`]: running commands with a deadline.
 //! - [`containerd`]: starting, driving and stopping the private containerd.
 //! - [`fixtures`]: the `.wat` fixtures, rootfs directories and images built from them.
 //! - [`leaks`]: finding processes, mounts, sockets and state a container left behind.
 
+pub mod api;
 pub mod cmd;
 pub mod containerd;
 pub mod fixtures;

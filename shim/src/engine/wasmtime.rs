@@ -103,14 +103,13 @@ impl Wasmtime {
     ) -> Result<T> {
         let path = &plan.entrypoint.host_path;
         let bytes = std::fs::read(path).map_err(Error::io("reading module", path))?;
-        let (loaded, outcome) = cache.load_or_compile(
+        let (loaded, _) = cache.load_or_compile(
             &bytes,
             &self.fingerprint,
             |b| precompile(&self.engine, b).map_err(invalid(plan)),
             |p| from_file(&self.engine, p).map_err(engine_err),
             |b| from_bytes(&self.engine, b).map_err(engine_err),
         )?;
-        log::info!("compile cache: {outcome:?}");
         Ok(loaded)
     }
 
