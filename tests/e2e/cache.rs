@@ -55,7 +55,7 @@ fn entry_of(ctd: &Containerd, id: &str) -> std::path::PathBuf {
         .split_whitespace()
         .find(|w| w.contains("/wasmtime/") && w.contains(".bin"))
         .expect("entry path in the log line");
-    std::path::PathBuf::from(path.trim_end_matches(|c: char| c == '"' || c == '\\'))
+    std::path::PathBuf::from(path.trim_end_matches(['"', '\\']))
 }
 
 fn filled_then_hit_then_recovered(ctd: &Containerd) {
