@@ -8,10 +8,11 @@
 PREFIX   ?= /usr/local
 ENGINES  ?= wasmtime
 CARGO    ?= cargo
-APT_PACKAGES := containerd runc protobuf-compiler pkg-config libseccomp-dev busybox-static
+APT_PACKAGES := containerd runc protobuf-compiler pkg-config libseccomp-dev busybox-static \
+	$(if $(filter wasmedge,$(ENGINES)),libclang-dev,)
 WASM_TARGETS := wasm32-wasip1 wasm32-wasip2
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
-SHIM_FEATURES := $(if $(filter wasmedge,$(ENGINES)),--features wasmedge,)
+SHIM_FEATURES := $(if $(filter wasmedge,$(ENGINES)),--features wasmlet-shim/wasmedge,)
 
 .PHONY: all deps build examples test unit e2e demo bench install uninstall lint fmt clean
 
@@ -38,13 +39,20 @@ examples:
 
 # Unit tests (no root) and the end-to-end suite against a private containerd.
 test: deps build examples
-	WASMLET_SHIM_DIR=$(TARGET_DIR)/release $(CARGO) test --release --workspace
+	WASMLET_SHIM_DIR=$(TARGET_DIR)/release WASMLET_ENGINES="$(ENGINES)" $(CARGO) test --release --workspace $(SHIM_FEATURES)
 
 demo: deps build examples
 	WASMLET_SHIM_DIR=$(TARGET_DIR)/release $(TARGET_DIR)/release/wasmlet-demo
 
-bench: deps build examples
-	WASMLET_SHIM_DIR=$(TARGET_DIR)/release $(TARGET_DIR)/release/wasmlet-bench
+# A large real-world module for the compile-cache figures: wasm-tools built for WASI.
+WASM_TOOLS_VERSION := 1.263.0
+BIG_MODULE := $(TARGET_DIR)/bench/bin/wasm-tools.wasm
+
+$(BIG_MODULE):
+	$(CARGO) install --locked --target wasm32-wasip1 --root $(TARGET_DIR)/bench wasm-tools@$(WASM_TOOLS_VERSION)
+
+bench: deps build examples $(BIG_MODULE)
+	WASMLET_SHIM_DIR=$(TARGET_DIR)/release BENCH_BIG_MODULE=$(BIG_MODULE) $(TARGET_DIR)/release/wasmlet-bench
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -79,6 +79,7 @@ impl Launcher for ProcessLauncher {
         cmd.arg0("wasmlet-workload")
             .arg(WORKLOAD_ARG)
             .arg(&req.id)
+            .arg(&req.bundle)
             .env_clear()
             .current_dir("/")
             .stdin(child_io.stdin)

@@ -4,7 +4,7 @@
 use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{example, import_image, module_image, require, rootfs, wat};
 
-use crate::support::{assert_clean, run_rootfs, Test, NS, RUNTIME};
+use crate::support::{assert_clean, rt, run_rootfs, Test, NS};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -24,6 +24,10 @@ pub const TESTS: &[(&str, Test)] = &[
     (
         "images::bind_mounts_are_preopened_ro_or_rw",
         bind_mounts_are_preopened_ro_or_rw,
+    ),
+    (
+        "images::rootfs_image_with_wasm_platform",
+        rootfs_image_with_wasm_platform,
     ),
     (
         "images::wasm_layer_image_through_the_api",
@@ -48,12 +52,45 @@ fn wasm_layer_image(name: &str, modules: &[(&str, Vec<u8>)]) -> wasmlet_oci::ima
     spec
 }
 
-fn api_run(ctd: &Containerd, image: &str, id: &str, args: &[&str]) -> wasmlet_tests::api::ApiRun {
+fn api_try(
+    ctd: &Containerd,
+    image: &str,
+    id: &str,
+    args: &[&str],
+) -> Result<wasmlet_tests::api::ApiRun, String> {
     let logs = tempfile::tempdir().unwrap();
-    let run = wasmlet_tests::api::run_image(ctd, NS, image, RUNTIME, id, args, logs.path())
-        .unwrap_or_else(|e| panic!("running {image} through the API: {e}"));
+    let run = wasmlet_tests::api::run_image(ctd, NS, image, rt(ctd), id, args, logs.path());
     assert_clean(ctd, id);
     run
+}
+
+fn api_run(ctd: &Containerd, image: &str, id: &str, args: &[&str]) -> wasmlet_tests::api::ApiRun {
+    api_try(ctd, image, id, args).unwrap_or_else(|e| panic!("running {image} through the API: {e}"))
+}
+
+fn rootfs_image_with_wasm_platform(ctd: &Containerd) {
+    let name = "docker.io/wasmlet/hello-wasip1:e2e";
+    let mut spec = module_image(name, wat("hello"));
+    spec.os = "wasip1".into();
+    spec.architecture = "wasm".into();
+    import_image(ctd, NS, &spec);
+    let out = ctd
+        .ctr(
+            NS,
+            &[
+                "run",
+                "--rm",
+                "--platform",
+                "wasip1/wasm",
+                "--runtime",
+                rt(ctd),
+                name,
+                "wasip1-rootfs",
+            ],
+        )
+        .ok("ctr run --platform wasip1/wasm");
+    assert_eq!(out.stdout_str(), "hello from wasm\n");
+    assert_clean(ctd, "wasip1-rootfs");
 }
 
 fn wasm_layer_image_through_the_api(ctd: &Containerd) {
@@ -99,6 +136,11 @@ fn wasm_layer_component_through_the_api(ctd: &Containerd) {
         NS,
         &wasm_layer_image(name, &[("/hello.wasm", std::fs::read(&component).unwrap())]),
     );
+    if !crate::support::engine(ctd).components {
+        let err = api_try(ctd, name, "layer-p2", &["hello.wasm"]).expect_err("component refused");
+        assert!(refuses_components(ctd, None, &err));
+        return;
+    }
     let run = api_run(ctd, name, "layer-p2", &["hello.wasm", "layered"]);
     assert_eq!(run.exit_code, 0, "{run:?}");
     assert_eq!(
@@ -108,7 +150,7 @@ fn wasm_layer_component_through_the_api(ctd: &Containerd) {
 }
 
 fn run_image(ctd: &Containerd, image: &str, id: &str, args: &[&str]) -> wasmlet_tests::cmd::Output {
-    let mut all = vec!["run", "--rm", "--runtime", RUNTIME, image, id];
+    let mut all = vec!["run", "--rm", "--runtime", rt(ctd), image, id];
     all.extend_from_slice(args);
     ctd.ctr(NS, &all)
 }
@@ -174,10 +216,30 @@ fn rust_wasip1_example(ctd: &Containerd) {
     assert_clean(ctd, "rust-p1");
 }
 
+/// Engines without component support must refuse components with a message saying so.
+fn refuses_components(ctd: &Containerd, out_code: Option<i32>, message: &str) -> bool {
+    if crate::support::engine(ctd).components {
+        return false;
+    }
+    assert_ne!(out_code, Some(0));
+    assert!(
+        message.contains("does not run WebAssembly components"),
+        "{message}"
+    );
+    true
+}
+
 fn rust_wasip2_component(ctd: &Containerd) {
     let component = example("wasm32-wasip2", "hello");
     require(&component).unwrap_or_else(|e| panic!("{e}"));
     let dir = rootfs(&[("/hello.wasm", std::fs::read(&component).unwrap())]);
+    if !crate::support::engine(ctd).components {
+        let out = run_rootfs(ctd, "rust-p2", dir.path(), &[], &["/hello.wasm"]);
+        assert!(refuses_components(ctd, out.code, &out.stderr));
+        let _ = ctd.ctr(NS, &["container", "rm", "rust-p2"]);
+        assert_clean(ctd, "rust-p2");
+        return;
+    }
     let out = run_rootfs(
         ctd,
         "rust-p2",

@@ -11,7 +11,7 @@ use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{rootfs, wat};
 use wasmlet_tests::leaks;
 
-use crate::support::{assert_clean, run_rootfs, Test, NS, RUNTIME};
+use crate::support::{assert_clean, rt, run_rootfs, Test, NS};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -43,7 +43,7 @@ fn start_sleeper(ctd: &Containerd, id: &str) -> (tempfile::TempDir, u32) {
             "run",
             "-d",
             "--runtime",
-            RUNTIME,
+            rt(ctd),
             "--rootfs",
             &d,
             id,
@@ -229,7 +229,8 @@ fn unimplemented_methods_say_so(ctd: &Containerd) {
 fn killed_shim_is_cleaned_up_by_delete(ctd: &Containerd) {
     let (_dir, pid) = start_sleeper(ctd, "orphan");
     let address = ctd.address.to_string_lossy().into_owned();
-    let shims = leaks::processes_with(&["containerd-shim-wasmtime-v1", "-id orphan ", &address]);
+    let shim = crate::support::engine(ctd).shim;
+    let shims = leaks::processes_with(&[shim, "-id orphan ", &address]);
     assert_eq!(shims.len(), 1, "one shim: {shims:?}");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(shims[0].0 as i32),

@@ -1,7 +1,9 @@
 //! End-to-end tests: Debian's containerd on private paths, the release-built shims on its
 //! PATH, driven with `ctr` exactly as a user would. Needs root; run with `make test`.
-//! Without root, containerd or the built shims, every test is reported ignored, with the
-//! reason printed first.
+//! The suite runs once per engine (`wasmtime::...`, `wasmedge::...`), each against a
+//! containerd of its own; where an engine cannot do something, the test says so. Without
+//! root, containerd or the built shims, tests are reported ignored, with the reason printed
+//! first.
 
 mod cache;
 mod errors;
@@ -20,18 +22,24 @@ fn main() {
         eprintln!("e2e tests ignored: {why}");
     }
     let mut trials = Vec::new();
-    for (name, test) in run::TESTS
-        .iter()
-        .chain(lifecycle::TESTS)
-        .chain(errors::TESTS)
-        .chain(images::TESTS)
-        .chain(cache::TESTS)
-    {
-        let trial = Trial::test(*name, move || {
-            test(&support::containerd());
-            Ok(())
-        });
-        trials.push(trial.with_ignored_flag(unavailable.is_some()));
+    for engine in &support::ENGINES {
+        let engine_unavailable = unavailable.clone().or_else(|| engine.unavailable(&opts));
+        if let (None, Some(why)) = (&unavailable, &engine_unavailable) {
+            eprintln!("{} tests ignored: {why}", engine.name);
+        }
+        for (name, test) in run::TESTS
+            .iter()
+            .chain(lifecycle::TESTS)
+            .chain(errors::TESTS)
+            .chain(images::TESTS)
+            .chain(cache::TESTS)
+        {
+            let trial = Trial::test(format!("{}::{name}", engine.name), move || {
+                test(&support::containerd(engine));
+                Ok(())
+            });
+            trials.push(trial.with_ignored_flag(engine_unavailable.is_some()));
+        }
     }
     let conclusion = libtest_mimic::run(&args, trials);
     support::shutdown();

@@ -98,7 +98,7 @@ fn stdin_reaches_the_module(ctd: &Containerd) {
                 "run",
                 "--rm",
                 "--runtime",
-                crate::support::RUNTIME,
+                crate::support::rt(ctd),
                 "--rootfs",
                 &dir.path().to_string_lossy(),
                 "cat",

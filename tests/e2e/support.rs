@@ -8,30 +8,98 @@ use wasmlet_tests::cmd::{eventually, Output};
 use wasmlet_tests::containerd::{Containerd, Options};
 use wasmlet_tests::leaks;
 
-/// A test: gets the shared containerd, panics on failure.
+/// A test: gets the containerd of the engine under test, panics on failure.
 pub type Test = fn(&Containerd);
 
 /// Namespace the tests run in.
 pub const NS: &str = "wasmlet-e2e";
-/// Runtime under test.
-pub const RUNTIME: &str = "io.containerd.wasmtime.v1";
 
-static CONTAINERD: Mutex<Option<Arc<Containerd>>> = Mutex::new(None);
+/// An engine the suite runs against, with what it can do.
+pub struct Engine {
+    pub name: &'static str,
+    pub runtime: &'static str,
+    pub shim: &'static str,
+    /// Runs WASI preview 2 components.
+    pub components: bool,
+    /// Keeps compiled modules in the compile cache.
+    pub compile_cache: bool,
+}
 
-/// The shared containerd, started on first use.
-pub fn containerd() -> Arc<Containerd> {
-    let mut slot = CONTAINERD.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = slot.as_ref() {
+/// Every engine; the suite runs once per engine, each against a containerd of its own.
+pub const ENGINES: [Engine; 2] = [
+    Engine {
+        name: "wasmtime",
+        runtime: "io.containerd.wasmtime.v1",
+        shim: "containerd-shim-wasmtime-v1",
+        components: true,
+        compile_cache: true,
+    },
+    Engine {
+        name: "wasmedge",
+        runtime: "io.containerd.wasmedge.v1",
+        shim: "containerd-shim-wasmedge-v1",
+        components: false,
+        compile_cache: false,
+    },
+];
+
+impl Engine {
+    /// Why this engine's tests cannot run here, if they cannot.
+    pub fn unavailable(&self, opts: &Options) -> Option<String> {
+        let wanted = std::env::var("WASMLET_ENGINES").unwrap_or_else(|_| "wasmtime".into());
+        if !wanted.split_whitespace().any(|e| e == self.name) {
+            return Some(format!(
+                "{} not in WASMLET_ENGINES={wanted:?}: build libwasmedge, then run \
+                 `make test ENGINES=\"wasmtime wasmedge\" WASMEDGE_DIR=<prefix>`",
+                self.name
+            ));
+        }
+        let shim = opts.shim_dir.join(self.shim);
+        (!shim.exists()).then(|| {
+            format!(
+                "{} missing: build it with ENGINES including {}",
+                shim.display(),
+                self.name
+            )
+        })
+    }
+}
+
+static CONTAINERDS: Mutex<Vec<(&'static str, Arc<Containerd>)>> = Mutex::new(Vec::new());
+
+/// The containerd for `engine`, started on first use.
+pub fn containerd(engine: &'static Engine) -> Arc<Containerd> {
+    let mut all = CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, c)) = all.iter().find(|(n, _)| *n == engine.name) {
         return c.clone();
     }
     let ctd = Arc::new(Containerd::start(&Options::from_env()).unwrap_or_else(|e| panic!("{e}")));
-    *slot = Some(ctd.clone());
+    all.push((engine.name, ctd.clone()));
     ctd
 }
 
-/// Stop the shared containerd (after all tests) and clean what it left.
+/// The engine whose containerd `ctd` is.
+pub fn engine(ctd: &Containerd) -> &'static Engine {
+    let all = CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner());
+    let name = all
+        .iter()
+        .find(|(_, c)| c.address == ctd.address)
+        .map(|(n, _)| *n)
+        .expect("a containerd started by the suite");
+    ENGINES
+        .iter()
+        .find(|e| e.name == name)
+        .expect("known engine")
+}
+
+/// The runtime under test on `ctd`.
+pub fn rt(ctd: &Containerd) -> &'static str {
+    engine(ctd).runtime
+}
+
+/// Stop every containerd (after all tests) and clean what they left.
 pub fn shutdown() {
-    let taken = CONTAINERD.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let taken = std::mem::take(&mut *CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner()));
     drop(taken);
 }
 
@@ -44,7 +112,7 @@ pub fn run_rootfs(
     args: &[&str],
 ) -> Output {
     let dir = dir.to_string_lossy();
-    let mut all = vec!["run", "--rm", "--runtime", RUNTIME];
+    let mut all = vec!["run", "--rm", "--runtime", rt(ctd)];
     all.extend_from_slice(flags);
     all.extend_from_slice(&["--rootfs", &dir, id]);
     all.extend_from_slice(args);
@@ -58,7 +126,7 @@ pub fn assert_clean(ctd: &Containerd, id: &str) {
     let socket = ctd.shim_socket(NS, id);
     let shim_arg = format!("-id {id} ");
     let clean = eventually(Duration::from_secs(10), || {
-        leaks::workload_processes(id).is_empty()
+        leaks::workload_processes(id, &bundle).is_empty()
             && leaks::processes_with(&[
                 "containerd-shim-",
                 &shim_arg,
@@ -72,7 +140,7 @@ pub fn assert_clean(ctd: &Containerd, id: &str) {
     assert!(
         clean,
         "container {id} left: workloads {:?}, shims {:?}, mounts {:?}, bundle exists {}, socket exists {}",
-        leaks::workload_processes(id),
+        leaks::workload_processes(id, &bundle),
         leaks::processes_with(&["containerd-shim-", &shim_arg]),
         leaks::mounts_under(&bundle),
         bundle.exists(),

@@ -39,7 +39,8 @@ pub fn import_image(ctd: &Containerd, ns: &str, spec: &ImageSpec) {
     write_layout(spec, std::io::BufWriter::new(file)).expect("writing image");
     let tar = tar.to_string_lossy();
     let args: Vec<&str> = match spec.form {
-        Form::Rootfs => vec!["image", "import", &tar],
+        Form::Rootfs if spec.os == "linux" => vec!["image", "import", &tar],
+        Form::Rootfs => vec!["image", "import", "--all-platforms", &tar],
         Form::WasmLayers => vec!["image", "import", "--no-unpack", "--all-platforms", &tar],
     };
     ctd.ctr(ns, &args).ok("ctr image import");

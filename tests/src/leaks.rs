@@ -29,10 +29,10 @@ pub fn processes_with(needles: &[&str]) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// The workload processes of container `id` (the shim starts them as
-/// `wasmlet-workload --wasmlet-workload <id>`).
-pub fn workload_processes(id: &str) -> Vec<(u32, String)> {
-    processes_with(&[&format!("--wasmlet-workload {id} ")])
+/// The workload processes of container `id` whose bundle is `bundle` (the shim starts them
+/// as `wasmlet-workload --wasmlet-workload <id> <bundle>`).
+pub fn workload_processes(id: &str, bundle: &Path) -> Vec<(u32, String)> {
+    processes_with(&[&format!("--wasmlet-workload {id} {} ", bundle.display())])
 }
 
 /// Mount points at or below `dir`.

@@ -47,6 +47,9 @@ impl Engine for WasmEdge {
                 "WasmEdge does not run WebAssembly components (WASI p2); use the wasmtime runtime",
             ));
         }
+        log::info!(
+            "compile cache: NotUsed (WasmEdge interpreter; AOT needs a library built with LLVM)"
+        );
         let module =
             Module::from_file(None, &plan.entrypoint.host_path).map_err(|e| invalid(plan, e))?;
         let export = &plan.entrypoint.export;

@@ -44,16 +44,57 @@ fn runs() -> usize {
 }
 
 fn time_run(ctd: &Containerd, rt: &Runtime, id: &str) -> Duration {
+    time_run_args(ctd, rt.runtime, rt.image, id, &[])
+}
+
+fn time_run_args(
+    ctd: &Containerd,
+    runtime: &str,
+    image: &str,
+    id: &str,
+    args: &[&str],
+) -> Duration {
+    let mut cmd = vec!["run", "--rm", "--runtime", runtime, image, id];
+    cmd.extend_from_slice(args);
     let start = Instant::now();
-    let out = ctd.ctr_timeout(
-        NS,
-        &["run", "--rm", "--runtime", rt.runtime, rt.image, id],
-        None,
-        Duration::from_secs(60),
-    );
+    let out = ctd.ctr_timeout(NS, &cmd, None, Duration::from_secs(120));
     let took = start.elapsed();
-    assert_eq!(out.code, Some(0), "{} failed: {}", rt.name, out.stderr);
+    assert_eq!(out.code, Some(0), "{image} failed: {}", out.stderr);
     took
+}
+
+/// First (compiling) and second (cached) start of a large module from an ordinary image.
+fn big_module(ctd: &Containerd) {
+    let path = std::env::var_os("BENCH_BIG_MODULE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| wasmlet_tests::target_dir().join("bench/bin/wasm-tools.wasm"));
+    let Ok(bytes) = std::fs::read(&path) else {
+        println!(
+            "\nlarge module: {} missing (make bench builds it)",
+            path.display()
+        );
+        return;
+    };
+    let image = "docker.io/wasmlet/wasm-tools:bench";
+    import_image(ctd, NS, &module_image(image, bytes.clone()));
+    let args = ["/app/wasm-tools.wasm", "--version"];
+    let first = time_run_args(ctd, OURS.runtime, image, "big-first", &args);
+    let mut again: Vec<Duration> = (0..5)
+        .map(|i| time_run_args(ctd, OURS.runtime, image, &format!("big-{i}"), &args))
+        .collect();
+    again.sort();
+    let second = again[again.len() / 2];
+    println!(
+        "\nlarge module ({:.1} MB, {}), ordinary rootfs image",
+        bytes.len() as f64 / 1e6,
+        path.file_name().unwrap_or_default().to_string_lossy()
+    );
+    println!("  first start (compile + cache): {:>8.1} ms", ms(first));
+    println!("  later starts (cached), median: {:>8.1} ms", ms(second));
+    println!(
+        "  ratio later / first: {:.3}x",
+        second.as_secs_f64() / first.as_secs_f64()
+    );
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -196,6 +237,8 @@ fn main() {
         "  ratio wasmlet / runc (median): {:.2}x",
         mo.as_secs_f64() / mr.as_secs_f64()
     );
+
+    big_module(&ctd);
 
     let (ro, po, no) = idle_memory(&ctd, &OURS, SLEEP_IMAGE, &[]);
     let (rr, pr, nr) = idle_memory(
