@@ -29,6 +29,12 @@ const OURS: Runtime = Runtime {
     image: WASM_IMAGE,
     shim: "containerd-shim-wasmtime-v1",
 };
+const WASMEDGE: Runtime = Runtime {
+    name: "wasmlet (wasmedge) hello.wasm",
+    runtime: "io.containerd.wasmedge.v1",
+    image: WASM_IMAGE,
+    shim: "containerd-shim-wasmedge-v1",
+};
 const RUNC: Runtime = Runtime {
     name: "runc busybox echo",
     runtime: "io.containerd.runc.v2",
@@ -139,7 +145,7 @@ fn tree_memory(pid: u32) -> (u64, u64, usize) {
 }
 
 fn idle_memory(ctd: &Containerd, rt: &Runtime, image: &str, args: &[&str]) -> (u64, u64, usize) {
-    let id = format!("mem-{}", rt.shim);
+    let id = format!("mem-{}", rt.shim.trim_start_matches("containerd-shim-"));
     let mut cmd = vec!["run", "-d", "--runtime", rt.runtime, image, &id];
     cmd.extend_from_slice(args);
     ctd.ctr(NS, &cmd).ok("ctr run -d");
@@ -210,32 +216,38 @@ fn main() {
         time_run(&ctd, &OURS, &format!("warm-w{i}"));
         time_run(&ctd, &RUNC, &format!("warm-r{i}"));
     }
-    let (mut ours, mut runc) = (Vec::new(), Vec::new());
+    let wasmedge = opts.shim_dir.join(WASMEDGE.shim).exists();
+    if wasmedge {
+        time_run(&ctd, &WASMEDGE, "warm-e");
+    }
+    let (mut ours, mut runc, mut edge) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
         ours.push(time_run(&ctd, &OURS, &format!("w{i}")));
         runc.push(time_run(&ctd, &RUNC, &format!("r{i}")));
+        if wasmedge {
+            edge.push(time_run(&ctd, &WASMEDGE, &format!("e{i}")));
+        }
     }
-    let (mo, mr) = (median(ours.clone()), median(runc.clone()));
-    println!("start-to-exit (ms)             median     p90");
+    let mr = median(runc.clone());
+    println!("start-to-exit (ms)                median     p90   vs runc");
+    let row = |name: &str, v: Vec<Duration>| {
+        let m = median(v.clone());
+        println!(
+            "  {:<30} {:>7.1} {:>7.1}   {:.2}x",
+            name,
+            ms(m),
+            ms(percentile(v, 0.9)),
+            m.as_secs_f64() / mr.as_secs_f64()
+        );
+    };
+    row(RUNC.name, runc);
+    row(OURS.name, ours);
+    if wasmedge {
+        row(WASMEDGE.name, edge);
+    }
     println!(
-        "  {:<28} {:>7.1} {:>7.1}",
-        RUNC.name,
-        ms(mr),
-        ms(percentile(runc, 0.9))
-    );
-    println!(
-        "  {:<28} {:>7.1} {:>7.1}",
-        OURS.name,
-        ms(mo),
-        ms(percentile(ours, 0.9))
-    );
-    println!(
-        "  first start of the module (compile + cache): {:.1} ms",
+        "  first start of hello.wasm under wasmtime (compile + cache): {:.1} ms",
         ms(first)
-    );
-    println!(
-        "  ratio wasmlet / runc (median): {:.2}x",
-        mo.as_secs_f64() / mr.as_secs_f64()
     );
 
     big_module(&ctd);
@@ -247,6 +259,7 @@ fn main() {
         BUSYBOX_IMAGE,
         &["/bin/busybox", "sleep", "300"],
     );
+    let edge_mem = wasmedge.then(|| idle_memory(&ctd, &WASMEDGE, SLEEP_IMAGE, &[]));
     println!("\nshim process tree while the workload sleeps (KiB)   RSS      PSS  processes");
     println!(
         "  {:<44} {:>7} {:>8} {:>4}",
@@ -256,8 +269,19 @@ fn main() {
         "  {:<44} {:>7} {:>8} {:>4}",
         "wasmlet: shim + sleep.wasm", ro, po, no
     );
+    if let Some((re, pe, ne)) = edge_mem {
+        println!(
+            "  {:<44} {:>7} {:>8} {:>4}",
+            "wasmlet (wasmedge): shim + sleep.wasm", re, pe, ne
+        );
+        println!(
+            "  ratio wasmlet (wasmedge) / runc: RSS {:.2}x, PSS {:.2}x",
+            re as f64 / rr as f64,
+            pe as f64 / pr as f64
+        );
+    }
     println!(
-        "  ratio wasmlet / runc: RSS {:.2}x, PSS {:.2}x",
+        "  ratio wasmlet (wasmtime) / runc: RSS {:.2}x, PSS {:.2}x",
         ro as f64 / rr as f64,
         po as f64 / pr as f64
     );
