@@ -213,15 +213,21 @@ mod tests {
         drop(guard);
     }
 
-    #[test]
-    fn stdin_is_copied_and_closed() {
-        let d = tempfile::tempdir().unwrap();
-        let inp = mkfifo(d.path(), "in");
+    /// A stdin FIFO in `d` and the stdio opened on it.
+    fn with_stdin(d: &Path) -> (String, ChildStdio, StdioGuard) {
+        let inp = mkfifo(d, "in");
         let paths = StdioPaths {
             stdin: inp.clone(),
             ..Default::default()
         };
-        let (mut child, guard) = open(&paths).unwrap();
+        let (child, guard) = open(&paths).unwrap();
+        (inp, child, guard)
+    }
+
+    #[test]
+    fn stdin_is_copied_and_closed() {
+        let d = tempfile::tempdir().unwrap();
+        let (inp, mut child, guard) = with_stdin(d.path());
         let mut client = OpenOptions::new().write(true).open(&inp).unwrap();
         client.write_all(b"input").unwrap();
         drop(client);
@@ -234,12 +240,7 @@ mod tests {
     #[test]
     fn close_io_gives_eof_while_client_still_open() {
         let d = tempfile::tempdir().unwrap();
-        let inp = mkfifo(d.path(), "in");
-        let paths = StdioPaths {
-            stdin: inp.clone(),
-            ..Default::default()
-        };
-        let (mut child, guard) = open(&paths).unwrap();
+        let (inp, mut child, guard) = with_stdin(d.path());
         let _client = OpenOptions::new().write(true).open(&inp).unwrap();
         guard.close_stdin();
         let mut got = Vec::new();
@@ -250,12 +251,7 @@ mod tests {
     #[test]
     fn unopened_stdin_does_not_leak_a_blocked_thread() {
         let d = tempfile::tempdir().unwrap();
-        let inp = mkfifo(d.path(), "in");
-        let paths = StdioPaths {
-            stdin: inp,
-            ..Default::default()
-        };
-        let (child, guard) = open(&paths).unwrap();
+        let (_, child, guard) = with_stdin(d.path());
         std::thread::sleep(std::time::Duration::from_millis(20));
         drop(guard);
         let mut stdin = child.stdin;

@@ -20,6 +20,10 @@ pub const TESTS: &[(&str, Test)] = &[
     ),
     ("lifecycle::sigkill_all_exits_137", sigkill_all_exits_137),
     (
+        "lifecycle::sigterm_stops_a_busy_module",
+        sigterm_stops_a_busy_module,
+    ),
+    (
         "lifecycle::events_cover_the_lifecycle",
         events_cover_the_lifecycle,
     ),
@@ -126,6 +130,28 @@ fn detach_sigterm_exits_143(ctd: &Containerd) {
         again.stderr
     );
     remove(ctd, "term", 143);
+}
+
+fn sigterm_stops_a_busy_module(ctd: &Containerd) {
+    let dir = rootfs(&[("/spin.wasm", wat("spin"))]);
+    let d = dir.path().to_string_lossy().into_owned();
+    ctd.ctr(
+        NS,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            rt(ctd),
+            "--rootfs",
+            &d,
+            "spin",
+            "/spin.wasm",
+        ],
+    )
+    .ok("ctr run -d");
+    ctd.ctr(NS, &["task", "kill", "spin"]).ok("ctr task kill");
+    wait_stopped(ctd, "spin");
+    remove(ctd, "spin", 143);
 }
 
 fn sigkill_all_exits_137(ctd: &Containerd) {
