@@ -65,9 +65,20 @@ impl Launcher for ProcessLauncher {
         let rootfs = wasmlet_oci::spec::rootfs(&req.bundle, &spec)?;
         let mounted = Mounted::mount(&req.rootfs, &rootfs)?;
         let plan = match wasmlet_oci::wasi::plan(&spec, &rootfs) {
-            Err(not_found @ wasmlet_oci::Error::ModuleNotFound { .. }) => self
-                .plan_from_layers(req, &spec, &rootfs)?
-                .ok_or(not_found)?,
+            Err(not_found @ wasmlet_oci::Error::ModuleNotFound { .. }) => {
+                match self.plan_from_layers(req, &spec, &rootfs) {
+                    Ok(Some(plan)) => plan,
+                    Ok(None) => return Err(not_found.into()),
+                    Err(e) => {
+                        return Err(Error::Prepare {
+                            message: format!(
+                                "{not_found}; reading the image's wasm layers from containerd failed: {e}"
+                            ),
+                            invalid_input: false,
+                        })
+                    }
+                }
+            }
             other => other?,
         };
         let module = plan.entrypoint.guest_path.clone();
