@@ -41,6 +41,9 @@ pub struct WasiPlan {
     pub env: Vec<(String, String)>,
     pub cwd: String,
     pub preopens: Vec<Preopen>,
+    /// `linux.resources.memory.limit`: the cap on the module's linear memory, in bytes.
+    #[serde(default)]
+    pub memory_limit: Option<u64>,
 }
 
 /// Compute the plan for `spec` whose rootfs is at `rootfs` on the host; the module is the
@@ -125,7 +128,21 @@ fn plan_with(
         env,
         cwd,
         preopens,
+        memory_limit: memory_limit(spec),
     })
+}
+
+/// The memory limit of `linux.resources`, when one is set (positive).
+pub fn memory_limit(spec: &Spec) -> Option<u64> {
+    let limit = spec
+        .linux()
+        .as_ref()?
+        .resources()
+        .as_ref()?
+        .memory()
+        .as_ref()?
+        .limit()?;
+    u64::try_from(limit).ok().filter(|l| *l > 0)
 }
 
 /// Parse `KEY=VALUE` entries; a later entry for the same key replaces the earlier one.
@@ -313,6 +330,24 @@ mod tests {
         std::fs::write(&layer, b"not wasm").unwrap();
         let err = plan_with_module(&spec, &b.path().join("rootfs"), &layer, "layer app.wasm");
         assert!(matches!(err, Err(Error::NotWasm { .. })));
+    }
+
+    #[test]
+    fn memory_limit_comes_from_linux_resources() {
+        let b = bundle();
+        let r = b.path().join("rootfs");
+        let with = |resources: &str| {
+            let spec = spec_with(
+                r#"{"args":["/hello.wasm"],"cwd":"/"}"#,
+                &format!(r#","linux":{{"resources":{resources}}}"#),
+            );
+            plan(&spec, &r).unwrap().memory_limit
+        };
+        assert_eq!(with(r#"{"memory":{"limit":33554432}}"#), Some(32 << 20));
+        assert_eq!(with(r#"{"memory":{"limit":-1}}"#), None);
+        assert_eq!(with(r#"{"cpu":{"shares":2}}"#), None);
+        let spec = spec_with(r#"{"args":["/hello.wasm"],"cwd":"/"}"#, "");
+        assert_eq!(plan(&spec, &r).unwrap().memory_limit, None);
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub trait Instance: Send + Sync {
     fn signal(&self, signal: i32, all: bool) -> Result<()>;
     /// Close the workload's stdin (containerd's CloseIO).
     fn close_stdin(&self);
+    /// Whether the workload, now exited, was stopped for exceeding its memory limit.
+    fn out_of_memory(&self) -> bool;
     /// Release what the workload held: mounts, stdio, state files. Called once, after exit.
     fn cleanup(&self) -> Result<()>;
 }

@@ -22,6 +22,9 @@ use crate::workload::{recv, send, Ready, WorkloadRequest, START, WORKLOAD_ARG};
 
 /// File in the bundle that lets the `delete` subcommand clean up after a dead shim.
 pub const STATE_FILE: &str = "wasmlet-state.json";
+/// File in the bundle the workload creates when it is stopped for exceeding its memory
+/// limit.
+pub const OOM_MARKER: &str = "wasmlet-oom";
 
 /// What `delete` needs to find a workload again.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -111,6 +114,7 @@ impl Launcher for ProcessLauncher {
             plan,
             cache_root: self.cache_root.clone(),
             cache_max_bytes: self.cache_max_bytes,
+            oom_marker: req.bundle.join(OOM_MARKER),
         };
         let died = |detail: String| Error::WorkloadDied {
             id: req.id.clone(),
@@ -247,7 +251,12 @@ impl Instance for ProcessInstance {
         }
     }
 
+    fn out_of_memory(&self) -> bool {
+        self.state_path.with_file_name(OOM_MARKER).exists()
+    }
+
     fn cleanup(&self) -> Result<()> {
+        let _ = std::fs::remove_file(self.state_path.with_file_name(OOM_MARKER));
         self.ctl.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.io.lock().unwrap_or_else(|p| p.into_inner()).take();
         cleanup_state(&self.state, &self.state_path)

@@ -14,7 +14,9 @@ use containerd_shim::api::{
     DeleteRequest, DeleteResponse, KillRequest, PidsRequest, PidsResponse, ShutdownRequest,
     StartRequest, StartResponse, StateRequest, StateResponse, WaitRequest, WaitResponse,
 };
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskStart,
+};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::types::task::ProcessInfo;
@@ -406,6 +408,12 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
             }
         }
         task.exit = Some(exit);
+        if task.instance.out_of_memory() {
+            self.events.publish(Box::new(TaskOOM {
+                container_id: id.to_string(),
+                ..Default::default()
+            }));
+        }
         self.events.publish(Box::new(TaskExit {
             container_id: id.to_string(),
             id: id.to_string(),

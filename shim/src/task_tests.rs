@@ -20,6 +20,7 @@ struct Journal {
 struct StubInstance {
     pid: u32,
     journal: Arc<Journal>,
+    oom: bool,
 }
 
 impl Instance for StubInstance {
@@ -46,6 +47,9 @@ impl Instance for StubInstance {
             .unwrap()
             .push(format!("close_stdin {}", self.pid));
     }
+    fn out_of_memory(&self) -> bool {
+        self.oom
+    }
     fn cleanup(&self) -> Result<()> {
         self.journal
             .calls
@@ -60,6 +64,7 @@ impl Instance for StubInstance {
 struct StubLauncher {
     next_pid: AtomicU32,
     fail: Mutex<Option<String>>,
+    oom: std::sync::atomic::AtomicBool,
     journal: Arc<Journal>,
 }
 
@@ -75,6 +80,7 @@ impl Launcher for Arc<StubLauncher> {
         Ok(Box::new(StubInstance {
             pid,
             journal: self.journal.clone(),
+            oom: self.oom.load(Ordering::SeqCst),
         }))
     }
 }
@@ -382,4 +388,17 @@ fn pids_close_io_connect_and_unimplemented() {
     let err = f.svc.unimplemented::<()>("Pause").unwrap_err();
     assert_eq!(err.code(), Code::UNIMPLEMENTED);
     assert_eq!(err.to_string(), "Pause is not implemented by wasmlet yet");
+}
+
+#[test]
+fn out_of_memory_exit_publishes_oom_before_exit() {
+    let f = fixture();
+    f.launcher.oom.store(true, Ordering::SeqCst);
+    let pid = create(&f.svc, "oom").unwrap();
+    f.svc.start(start_req("oom")).unwrap();
+    f.svc.on_exit(pid, 137);
+    assert_eq!(
+        f.sink.topics(),
+        ["/tasks/create", "/tasks/start", "/tasks/oom", "/tasks/exit"]
+    );
 }

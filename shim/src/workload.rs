@@ -29,6 +29,8 @@ pub struct WorkloadRequest {
     pub plan: WasiPlan,
     pub cache_root: PathBuf,
     pub cache_max_bytes: u64,
+    /// Created when the module is stopped for exceeding its memory limit.
+    pub oom_marker: PathBuf,
 }
 
 /// The workload's answer once the module is prepared (or refused).
@@ -129,5 +131,11 @@ fn serve<E: Engine>() -> Result<i32> {
         _ => return Ok(0),
     }
     drop(ctl);
-    Ok(prepared.run())
+    let exit = prepared.run();
+    if exit.out_of_memory {
+        if let Err(e) = std::fs::write(&req.oom_marker, b"") {
+            eprintln!("wasmlet: recording the out-of-memory exit: {e}");
+        }
+    }
+    Ok(exit.code)
 }

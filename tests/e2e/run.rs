@@ -29,6 +29,10 @@ pub const TESTS: &[(&str, Test)] = &[
         "run::trap_exits_134_with_message",
         trap_exits_134_with_message,
     ),
+    (
+        "run::memory_limit_caps_linear_memory",
+        memory_limit_caps_linear_memory,
+    ),
 ];
 
 fn hello_from_rootfs_dir(ctd: &Containerd) {
@@ -133,4 +137,25 @@ fn trap_exits_134_with_message(ctd: &Containerd) {
     assert_eq!(out.code, Some(134), "{out:?}");
     assert!(out.stderr.contains("unreachable"), "{}", out.stderr);
     assert_clean(ctd, "trap");
+}
+
+fn memory_limit_caps_linear_memory(ctd: &Containerd) {
+    let dir = rootfs(&[("/grow.wasm", wat("grow"))]);
+    let limit = (32 << 20).to_string();
+    let out = run_rootfs(
+        ctd,
+        "oom",
+        dir.path(),
+        &["--memory-limit", &limit],
+        &["/grow.wasm"],
+    );
+    if crate::support::engine(ctd).reports_oom {
+        assert_eq!(out.code, Some(137), "{out:?}");
+        let want = format!("exceeded its memory limit of {limit} bytes");
+        assert!(out.stderr.contains(&want), "{}", out.stderr);
+    } else {
+        // The engine refuses the grow at the cap; this module then traps by design.
+        assert_eq!(out.code, Some(134), "{out:?}");
+    }
+    assert_clean(ctd, "oom");
 }

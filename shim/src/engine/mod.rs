@@ -17,6 +17,35 @@ pub mod wasmtime;
 /// Exit code of a workload whose module trapped (128 + SIGABRT, as `wasmtime run` uses).
 /// The trap message goes to the workload's stderr.
 pub const TRAP_EXIT_CODE: i32 = 134;
+/// Exit code of a workload that hit its memory limit: the OOM killer's 128 + SIGKILL.
+pub const OOM_EXIT_CODE: i32 = 137;
+
+/// How a module's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The process exit code.
+    pub code: i32,
+    /// Whether the module was stopped for growing past its memory limit.
+    pub out_of_memory: bool,
+}
+
+impl Exit {
+    pub fn code(code: i32) -> Self {
+        Exit {
+            code,
+            out_of_memory: false,
+        }
+    }
+
+    /// The module grew past `limit` bytes: say so on stderr, exit as the OOM killer would.
+    pub fn out_of_memory(limit: u64) -> Self {
+        eprintln!("wasmlet: the module exceeded its memory limit of {limit} bytes");
+        Exit {
+            code: OOM_EXIT_CODE,
+            out_of_memory: true,
+        }
+    }
+}
 
 /// A WebAssembly engine.
 pub trait Engine: Sized {
@@ -35,7 +64,7 @@ pub trait Engine: Sized {
 
 /// A prepared module.
 pub trait Prepared {
-    /// Instantiate and call the export; the return value is the process exit code
-    /// (`exit(n)` gives `n`, a trap gives [`TRAP_EXIT_CODE`]).
-    fn run(self) -> i32;
+    /// Instantiate and call the export: `exit(n)` gives `n`, a trap [`TRAP_EXIT_CODE`],
+    /// growing linear memory past the plan's `memory_limit` [`OOM_EXIT_CODE`].
+    fn run(self) -> Exit;
 }

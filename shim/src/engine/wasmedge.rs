@@ -3,16 +3,19 @@
 //!
 //! WasmEdge runs core modules only; components are refused at Create with a clear error.
 //! The compile cache is not used yet (WasmEdge's AOT needs a library built with LLVM).
+//! The memory limit caps linear memory (`max_memory_pages`): a module sees its grow fail,
+//! as the WASI contract says, and exits as its own code decides (commonly a trap).
 
 use std::collections::HashMap;
 
+use wasmedge_sdk::config::{CommonConfigOptions, Config, ConfigBuilder, RuntimeConfigOptions};
 use wasmedge_sdk::error::{CoreCommonError, CoreError, WasmEdgeError};
 use wasmedge_sdk::vm::SyncInst;
 use wasmedge_sdk::wasi::WasiModule;
 use wasmedge_sdk::{ExternalInstanceType, Module, Store, Vm};
 use wasmlet_oci::{WasiPlan, WasmKind};
 
-use super::{Engine, Prepared, TRAP_EXIT_CODE};
+use super::{Engine, Exit, Prepared, TRAP_EXIT_CODE};
 use crate::cache::ModuleCache;
 use crate::error::{Error, Result};
 
@@ -23,6 +26,20 @@ pub struct WasmEdge;
 pub struct WasmEdgePrepared {
     module: Module,
     plan: WasiPlan,
+    config: Option<Config>,
+}
+
+/// The engine configuration for `plan`: a page cap when the plan has a memory limit.
+fn config(plan: &WasiPlan) -> Result<Option<Config>> {
+    let Some(limit) = plan.memory_limit else {
+        return Ok(None);
+    };
+    let pages = u32::try_from(limit / 65536).unwrap_or(u32::MAX).max(1);
+    ConfigBuilder::new(CommonConfigOptions::default())
+        .with_runtime_config(RuntimeConfigOptions::default().max_memory_pages(pages))
+        .build()
+        .map(Some)
+        .map_err(|e| Error::Engine(format!("configuring WasmEdge: {e}")))
 }
 
 fn invalid(plan: &WasiPlan, message: impl std::fmt::Display) -> Error {
@@ -50,8 +67,9 @@ impl Engine for WasmEdge {
         log::info!(
             "compile cache: NotUsed (WasmEdge interpreter; AOT needs a library built with LLVM)"
         );
-        let module =
-            Module::from_file(None, &plan.entrypoint.host_path).map_err(|e| invalid(plan, e))?;
+        let config = config(plan)?;
+        let module = Module::from_file(config.as_ref(), &plan.entrypoint.host_path)
+            .map_err(|e| invalid(plan, e))?;
         let export = &plan.entrypoint.export;
         match module.get_export(export) {
             Some(ExternalInstanceType::Func(f)) if f.args_len() == 0 && f.returns_len() == 0 => {}
@@ -74,6 +92,7 @@ impl Engine for WasmEdge {
         Ok(WasmEdgePrepared {
             module,
             plan: plan.clone(),
+            config,
         })
     }
 }
@@ -99,7 +118,7 @@ impl WasmEdgePrepared {
         .map_err(|e| format!("creating the WASI module: {e}"))?;
         let mut instances: HashMap<String, &mut dyn SyncInst> = HashMap::new();
         instances.insert(wasi.name().to_string(), wasi.as_mut());
-        let store = Store::new(None, instances).map_err(|e| e.to_string())?;
+        let store = Store::new(self.config.as_ref(), instances).map_err(|e| e.to_string())?;
         let mut vm = Vm::new(store);
         vm.register_module(None, self.module)
             .map_err(|e| e.to_string())?;
@@ -119,12 +138,12 @@ impl WasmEdgePrepared {
 }
 
 impl Prepared for WasmEdgePrepared {
-    fn run(self) -> i32 {
+    fn run(self) -> Exit {
         match self.try_run() {
-            Ok(code) => code,
+            Ok(code) => Exit::code(code),
             Err(message) => {
                 eprintln!("wasmlet: {message}");
-                TRAP_EXIT_CODE
+                Exit::code(TRAP_EXIT_CODE)
             }
         }
     }

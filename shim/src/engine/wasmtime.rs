@@ -5,14 +5,16 @@ use std::path::Path;
 
 use wasmlet_oci::{WasiPlan, WasmKind};
 use wasmtime::component::{Component, Linker as ComponentLinker};
-use wasmtime::{Config, Engine as WtEngine, ExternType, InstancePre, Linker, Module, Store};
+use wasmtime::{
+    Config, Engine as WtEngine, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store,
+};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{
     FsPerms, I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
 
-use super::{Engine, Prepared, TRAP_EXIT_CODE};
+use super::{Engine, Exit, Prepared, TRAP_EXIT_CODE};
 use crate::cache::{FingerprintHasher, ModuleCache};
 use crate::error::{Error, Result};
 
@@ -26,8 +28,8 @@ pub struct Wasmtime {
 pub enum WasmtimePrepared {
     Core {
         engine: WtEngine,
-        pre: InstancePre<WasiP1Ctx>,
-        ctx: WasiP1Ctx,
+        pre: InstancePre<CoreData>,
+        data: CoreData,
         export: String,
     },
     Component {
@@ -37,10 +39,51 @@ pub enum WasmtimePrepared {
     },
 }
 
+/// Caps linear memory at the spec's memory limit; growing past it traps and is remembered.
+pub struct MemoryCap {
+    limit: Option<u64>,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        match self.limit {
+            Some(limit) if desired as u64 > limit => {
+                self.exceeded = true;
+                Err(wasmtime::Error::msg(format!(
+                    "memory limit of {limit} bytes exceeded (growing to {desired} bytes)"
+                )))
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// Store data for core modules.
+pub struct CoreData {
+    wasi: WasiP1Ctx,
+    cap: MemoryCap,
+}
+
 /// Store data for components.
 pub struct P2Ctx {
     wasi: WasiCtx,
     table: ResourceTable,
+    cap: MemoryCap,
 }
 
 impl WasiView for P2Ctx {
@@ -171,14 +214,21 @@ impl Wasmtime {
                 });
             }
         }
-        let mut linker: Linker<WasiP1Ctx> = Linker::new(&self.engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |t| t).map_err(engine_err)?;
+        let mut linker: Linker<CoreData> = Linker::new(&self.engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |d: &mut CoreData| &mut d.wasi)
+            .map_err(engine_err)?;
         let pre = linker.instantiate_pre(&module).map_err(invalid(plan))?;
-        let ctx = Self::wasi_builder(plan)?.build_p1();
+        let data = CoreData {
+            wasi: Self::wasi_builder(plan)?.build_p1(),
+            cap: MemoryCap {
+                limit: plan.memory_limit,
+                exceeded: false,
+            },
+        };
         Ok(WasmtimePrepared::Core {
             engine: self.engine.clone(),
             pre,
-            ctx,
+            data,
             export,
         })
     }
@@ -204,6 +254,10 @@ impl Wasmtime {
         let ctx = P2Ctx {
             wasi: Self::wasi_builder(plan)?.build(),
             table: ResourceTable::new(),
+            cap: MemoryCap {
+                limit: plan.memory_limit,
+                exceeded: false,
+            },
         };
         Ok(WasmtimePrepared::Component {
             engine: self.engine.clone(),
@@ -237,44 +291,48 @@ impl Engine for Wasmtime {
     }
 }
 
-/// The exit code for the outcome of running a module.
-fn exit_code(result: wasmtime::Result<()>) -> i32 {
+/// The exit for the outcome of running a module under `cap`.
+fn exit(result: wasmtime::Result<()>, cap: &MemoryCap) -> Exit {
     match result {
-        Ok(()) => 0,
+        Ok(()) => Exit::code(0),
         Err(e) => match e.downcast_ref::<I32Exit>() {
-            Some(I32Exit(code)) => *code,
+            Some(I32Exit(code)) => Exit::code(*code),
+            None if cap.exceeded => Exit::out_of_memory(cap.limit.unwrap_or_default()),
             None => {
                 eprintln!("wasmlet: WebAssembly trap: {e:?}");
-                TRAP_EXIT_CODE
+                Exit::code(TRAP_EXIT_CODE)
             }
         },
     }
 }
 
 impl Prepared for WasmtimePrepared {
-    fn run(self) -> i32 {
+    fn run(self) -> Exit {
         match self {
             WasmtimePrepared::Core {
                 engine,
                 pre,
-                ctx,
+                data,
                 export,
             } => {
-                let mut store = Store::new(&engine, ctx);
-                exit_code(pre.instantiate(&mut store).and_then(|instance| {
+                let mut store = Store::new(&engine, data);
+                store.limiter(|d| &mut d.cap);
+                let result = pre.instantiate(&mut store).and_then(|instance| {
                     let f = instance.get_typed_func::<(), ()>(&mut store, &export)?;
                     f.call(&mut store, ())
-                }))
+                });
+                exit(result, &store.data().cap)
             }
             WasmtimePrepared::Component { engine, pre, ctx } => {
                 let mut store = Store::new(&engine, ctx);
+                store.limiter(|d| &mut d.cap);
                 let result = pre
                     .instantiate(&mut store)
                     .and_then(|cmd| cmd.wasi_cli_run().call_run(&mut store));
                 match result {
-                    Ok(Ok(())) => 0,
-                    Ok(Err(())) => 1,
-                    Err(e) => exit_code(Err(e)),
+                    Ok(Ok(())) => Exit::code(0),
+                    Ok(Err(())) => Exit::code(1),
+                    Err(e) => exit(Err(e), &store.data().cap),
                 }
             }
         }
