@@ -197,7 +197,7 @@ impl ModuleCache {
             Some(Err(())) => damaged = true,
             None => {}
         }
-        let _lock = match self.lock(entry) {
+        let lock = match self.lock(entry) {
             Ok(lock) => Some(lock),
             Err(e) => {
                 log::warn!("not caching compiled module: {e}");
@@ -216,7 +216,7 @@ impl ModuleCache {
         } else {
             Outcome::Compiled
         };
-        if _lock.is_some() {
+        if lock.is_some() {
             match self.store(entry, &artifact) {
                 Ok(()) => {
                     if let Ok(t) = load(&entry.artifact) {

@@ -37,27 +37,31 @@ pub const TESTS: &[(&str, Test)] = &[
     ),
 ];
 
-/// Start `/sleep.wasm` detached as `id` and return its pid from `ctr task ls`.
-fn start_sleeper(ctd: &Containerd, id: &str) -> (tempfile::TempDir, u32) {
-    let dir = rootfs(&[("/sleep.wasm", wat("sleep"))]);
+/// Start fixture `<name>.wasm` detached as `id`; returns its rootfs and its pid from
+/// `ctr task ls`, once it is running.
+fn start_detached(ctd: &Containerd, id: &str, name: &str) -> (tempfile::TempDir, u32) {
+    let module = format!("/{name}.wasm");
+    let dir = rootfs(&[(module.as_str(), wat(name))]);
     let d = dir.path().to_string_lossy().into_owned();
-    ctd.ctr(
-        NS,
-        &[
-            "run",
-            "-d",
-            "--runtime",
-            rt(ctd),
-            "--rootfs",
-            &d,
-            id,
-            "/sleep.wasm",
-        ],
-    )
-    .ok("ctr run -d");
+    let args = [
+        "run",
+        "-d",
+        "--runtime",
+        rt(ctd),
+        "--rootfs",
+        &d,
+        id,
+        &module,
+    ];
+    ctd.ctr(NS, &args).ok("ctr run -d");
     let (status, pid) = task_status(ctd, id).expect("task listed");
     assert_eq!(status, "RUNNING");
     (dir, pid)
+}
+
+/// Start `/sleep.wasm` detached as `id`.
+fn start_sleeper(ctd: &Containerd, id: &str) -> (tempfile::TempDir, u32) {
+    start_detached(ctd, id, "sleep")
 }
 
 /// STATUS and PID of `id` from `ctr task ls`.
@@ -133,22 +137,7 @@ fn detach_sigterm_exits_143(ctd: &Containerd) {
 }
 
 fn sigterm_stops_a_busy_module(ctd: &Containerd) {
-    let dir = rootfs(&[("/spin.wasm", wat("spin"))]);
-    let d = dir.path().to_string_lossy().into_owned();
-    ctd.ctr(
-        NS,
-        &[
-            "run",
-            "-d",
-            "--runtime",
-            rt(ctd),
-            "--rootfs",
-            &d,
-            "spin",
-            "/spin.wasm",
-        ],
-    )
-    .ok("ctr run -d");
+    let (_dir, _pid) = start_detached(ctd, "spin", "spin");
     ctd.ctr(NS, &["task", "kill", "spin"]).ok("ctr task kill");
     wait_stopped(ctd, "spin");
     remove(ctd, "spin", 143);
