@@ -104,3 +104,71 @@ fn run(args: &[String]) -> Result<String, String> {
         spec.name, written.manifest
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn guest_path_defaults_to_the_file_name() {
+        assert_eq!(
+            host_guest("dir/app.wasm").unwrap(),
+            ("dir/app.wasm".to_string(), "/app.wasm".to_string())
+        );
+        assert_eq!(
+            host_guest("dir/app.wasm:/srv/app.wasm").unwrap(),
+            ("dir/app.wasm".to_string(), "/srv/app.wasm".to_string())
+        );
+    }
+
+    #[test]
+    fn builds_both_forms_and_refuses_bad_usage() {
+        let d = tempfile::tempdir().unwrap();
+        let module = d.path().join("m.wasm");
+        std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+        let (m, out) = (module.to_string_lossy(), d.path().join("o.tar"));
+        let o = out.to_string_lossy();
+        let msg = run(&args(&["build", "-t", "x/y:z", "-o", &o, &m])).unwrap();
+        assert!(msg.contains("x/y:z"), "{msg}");
+        let names: Vec<String> = tar::Archive::new(std::fs::File::open(&out).unwrap())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().any(|n| n == "manifest.json"), "{names:?}");
+        run(&args(&[
+            "build",
+            "--wasm-layers",
+            "-t",
+            "x/y:z",
+            "-o",
+            &o,
+            &m,
+        ]))
+        .unwrap();
+        assert!(run(&args(&["build", "-o", &o, &m]))
+            .unwrap_err()
+            .contains("-t NAME"));
+        assert!(run(&args(&["build", "-t", "a:b", "-o", &o]))
+            .unwrap_err()
+            .contains("no module"));
+        assert!(run(&args(&["push"])).unwrap_err().contains("usage"));
+        let text = d.path().join("t.wasm");
+        std::fs::write(&text, b"hello").unwrap();
+        let err = run(&args(&[
+            "build",
+            "--wasm-layers",
+            "-t",
+            "a:b",
+            "-o",
+            &o,
+            &text.to_string_lossy(),
+        ]))
+        .unwrap_err();
+        assert!(err.contains("not a WebAssembly file"), "{err}");
+    }
+}
