@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::rootfs::{guest_join, resolve};
-use crate::wasm::{sniff, WasmKind, HEADER_LEN};
+use crate::wasm::{classify, WasmKind, HEADER_LEN};
 
 /// The function a WASI command exports.
 pub const DEFAULT_EXPORT: &str = "_start";
@@ -45,7 +45,7 @@ pub fn split_export(arg0: &str) -> Result<(&str, Option<&str>)> {
 }
 
 /// Resolve `arg0` in `rootfs` for a process whose cwd is `cwd` and whose `PATH` is
-/// `path_env`, and check that it is a WebAssembly file.
+/// `path_env`, and classify it: a WebAssembly file, or a native executable or script.
 pub fn find(
     rootfs: &std::path::Path,
     arg0: &str,
@@ -79,7 +79,14 @@ pub fn find(
             }
             continue;
         }
-        let kind = sniff(&read_header(&host)?, guest)?;
+        let kind = classify(&read_header(&host)?, guest)?;
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+        if kind == WasmKind::Native && mode & 0o111 == 0 {
+            return Err(Error::NotExecutable {
+                path: guest.clone(),
+                mode: mode & 0o7777,
+            });
+        }
         return Ok(Entrypoint {
             arg0: name.to_string(),
             guest_path: guest.clone(),
@@ -121,6 +128,11 @@ mod tests {
         std::fs::write(r.join("app/local.wasm"), MODULE).unwrap();
         std::fs::write(r.join("usr/local/bin/tool"), MODULE).unwrap();
         std::fs::write(r.join("bin/sh"), b"\x7fELF\x02\x01\x01\0rest").unwrap();
+        std::fs::set_permissions(
+            r.join("bin/sh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         d
     }
 
@@ -174,14 +186,26 @@ mod tests {
     }
 
     #[test]
-    fn directory_and_elf_are_refused() {
+    fn directory_is_refused_and_elf_is_native() {
         let r = rootfs();
         assert!(matches!(
             find(r.path(), "/app", "/", None),
             Err(Error::ModuleNotFile { .. })
         ));
+        let native = find(r.path(), "sh", "/", None).unwrap();
+        assert_eq!(native.kind, WasmKind::Native);
+        assert_eq!(native.guest_path, "/bin/sh");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            r.path().join("bin/sh"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let e = find(r.path(), "sh", "/", None).unwrap_err().to_string();
+        assert!(e.contains("without execute permission (mode 644)"), "{e}");
+        std::fs::write(r.path().join("bin/text"), b"plain text").unwrap();
         assert!(matches!(
-            find(r.path(), "/bin/sh", "/", None),
+            find(r.path(), "/bin/text", "/", None),
             Err(Error::NotWasm { .. })
         ));
     }

@@ -35,6 +35,10 @@ pub enum Error {
     ModuleNotFile { path: String },
     #[error("entrypoint {path:?} is not a WebAssembly file: {detail}")]
     NotWasm { path: String, detail: String },
+    #[error(
+        "entrypoint {path:?} is a native executable without execute permission (mode {mode:o})"
+    )]
+    NotExecutable { path: String, mode: u32 },
     #[error("entrypoint {path:?} has an unsupported WebAssembly version {version:#010x}")]
     UnsupportedWasmVersion { path: String, version: u32 },
     #[error("too many levels of symbolic links resolving {path:?} in the rootfs")]

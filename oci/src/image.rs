@@ -243,6 +243,13 @@ fn write_wasm_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
         let media_type = match kind {
             crate::wasm::WasmKind::Module => crate::media::WASM_LAYER,
             crate::wasm::WasmKind::Component => crate::media::COMPONENT_LAYER,
+            // `sniff` never answers Native; a wasm layer must hold WebAssembly anyway.
+            crate::wasm::WasmKind::Native => {
+                return Err(Error::NotWasm {
+                    path: f.path.clone(),
+                    detail: "it is a native executable".into(),
+                })
+            }
         };
         let title = f.path.rsplit('/').next().unwrap_or(&f.path).to_string();
         layers.push((Blob::new(f.data.clone()), media_type, title));

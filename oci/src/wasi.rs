@@ -98,14 +98,16 @@ fn plan_with(
     }
 
     let mut env = parse_env(process.env().as_deref().unwrap_or_default())?;
-    if !env.iter().any(|(k, _)| k == "PWD") {
-        env.push(("PWD".to_string(), cwd.clone()));
-    }
     let path_env = env
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str());
     let entrypoint = entrypoint(arg0, &cwd, path_env)?;
+    // WASI has no working directory: tell the module through PWD. A native process has a
+    // real one.
+    if entrypoint.kind != crate::wasm::WasmKind::Native && !env.iter().any(|(k, _)| k == "PWD") {
+        env.push(("PWD".to_string(), cwd.clone()));
+    }
 
     let mut args = Vec::with_capacity(spec_args.len());
     args.push(entrypoint.arg0.clone());

@@ -8,7 +8,7 @@ pub const MAGIC: [u8; 4] = *b"\0asm";
 /// Header bytes needed by [`sniff`].
 pub const HEADER_LEN: usize = 8;
 
-/// What kind of WebAssembly binary a file holds.
+/// What kind of binary an entrypoint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WasmKind {
@@ -16,6 +16,18 @@ pub enum WasmKind {
     Module,
     /// A component (WASI preview 2, `wasi:cli/run`).
     Component,
+    /// A native ELF executable or a `#!` script: run natively in the container's isolation
+    /// (the pod's pause container, sidecars). Only [`classify`] returns it.
+    Native,
+}
+
+/// Classify an entrypoint: WebAssembly as [`sniff`] sees it, or [`WasmKind::Native`] for an
+/// ELF executable or a `#!` script.
+pub fn classify(header: &[u8], path: &str) -> Result<WasmKind> {
+    if header.starts_with(b"\x7fELF") || header.starts_with(b"#!") {
+        return Ok(WasmKind::Native);
+    }
+    sniff(header, path)
 }
 
 /// Classify a binary from its first [`HEADER_LEN`] bytes (fewer if the file is shorter).
@@ -60,6 +72,28 @@ fn describe_non_wasm(header: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classify_tells_native_from_wasm() {
+        assert_eq!(
+            classify(b"\x7fELF\x02\x01\x01\0", "/bin/sh").unwrap(),
+            WasmKind::Native
+        );
+        assert_eq!(
+            classify(b"#!/bin/sh\n", "/run.sh").unwrap(),
+            WasmKind::Native
+        );
+        assert_eq!(
+            classify(b"\0asm\x01\0\0\0", "/m.wasm").unwrap(),
+            WasmKind::Module
+        );
+        assert!(matches!(
+            classify(b"hello", "/x"),
+            Err(Error::NotWasm { .. })
+        ));
+        // sniff itself still refuses native files: image layers must be WebAssembly.
+        assert!(sniff(b"\x7fELF\x02\x01\x01\0", "/bin/sh").is_err());
+    }
 
     #[test]
     fn core_module_and_component() {

@@ -55,6 +55,20 @@ pub enum Error {
     },
     #[error("{context}: {source}")]
     Sys { context: String, source: nix::Error },
+    #[error("invalid {field} in the OCI spec: {message}")]
+    SpecInvalid { field: String, message: String },
+    #[error("the OCI spec asks for {what}, which wasmlet does not support")]
+    SpecUnsupported { what: String },
+    #[error("setting up the container: {step} {target}: {source}")]
+    Isolation {
+        step: String,
+        target: String,
+        source: nix::Error,
+    },
+    #[error("cgroup {path}: {message}", path = path.display())]
+    Cgroup { path: PathBuf, message: String },
+    #[error("setting capabilities: {message}")]
+    Capabilities { message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -94,7 +108,9 @@ impl Error {
             Error::TerminalUnsupported
             | Error::UnsupportedStdio { .. }
             | Error::InvalidSignal { .. }
-            | Error::ModuleInvalid { .. } => Code::INVALID_ARGUMENT,
+            | Error::ModuleInvalid { .. }
+            | Error::SpecInvalid { .. }
+            | Error::SpecUnsupported { .. } => Code::INVALID_ARGUMENT,
             Error::Prepare {
                 invalid_input: true,
                 ..
@@ -104,7 +120,10 @@ impl Error {
             | Error::WorkloadDied { .. }
             | Error::Mount { .. }
             | Error::Io { .. }
-            | Error::Sys { .. } => Code::INTERNAL,
+            | Error::Sys { .. }
+            | Error::Isolation { .. }
+            | Error::Cgroup { .. }
+            | Error::Capabilities { .. } => Code::INTERNAL,
         }
     }
 }
@@ -211,6 +230,40 @@ mod tests {
                 Error::Sys {
                     context: "kill".into(),
                     source: nix::Error::EPERM,
+                },
+                Code::INTERNAL,
+            ),
+            (
+                Error::SpecInvalid {
+                    field: "hostname".into(),
+                    message: "m".into(),
+                },
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                Error::SpecUnsupported {
+                    what: "user namespaces".into(),
+                },
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                Error::Isolation {
+                    step: "mounting".into(),
+                    target: "/proc".into(),
+                    source: nix::Error::EPERM,
+                },
+                Code::INTERNAL,
+            ),
+            (
+                Error::Cgroup {
+                    path: "/default/c1".into(),
+                    message: "m".into(),
+                },
+                Code::INTERNAL,
+            ),
+            (
+                Error::Capabilities {
+                    message: "m".into(),
                 },
                 Code::INTERNAL,
             ),

@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use oci_spec::runtime::LinuxResources;
+
 use crate::error::Result;
 
 /// A mount containerd asks the shim to make at the bundle's rootfs.
@@ -49,8 +52,35 @@ pub trait Instance: Send + Sync {
     fn signal(&self, signal: i32, all: bool) -> Result<()>;
     /// Close the workload's stdin (containerd's CloseIO).
     fn close_stdin(&self);
-    /// Whether the workload, now exited, was stopped for exceeding its memory limit.
+    /// Whether the workload, now exited, was stopped for exceeding its memory limit (by
+    /// the engine's cap or by the kernel's OOM killer in its cgroup).
     fn out_of_memory(&self) -> bool;
+    /// A process that served the launch and exits on its own; its exit is not the task's.
+    fn helper_pid(&self) -> Option<u32> {
+        None
+    }
+    /// Every process of the workload.
+    fn pids(&self) -> Result<Vec<u32>> {
+        Ok(vec![self.pid()])
+    }
+    /// Freeze (`true`) or thaw (`false`) every process of the workload.
+    fn freeze(&self, _frozen: bool) -> Result<()> {
+        Err(crate::Error::Unimplemented {
+            method: "Pause and Resume without a cgroup",
+        })
+    }
+    /// The workload's cgroup metrics, as containerd's Stats carries them.
+    fn stats(&self) -> Result<Any> {
+        Err(crate::Error::Unimplemented {
+            method: "Stats without a cgroup",
+        })
+    }
+    /// Apply new resources (containerd's Update).
+    fn update(&self, _resources: &LinuxResources) -> Result<()> {
+        Err(crate::Error::Unimplemented {
+            method: "Update without a cgroup",
+        })
+    }
     /// Release what the workload held: mounts, stdio, state files. Called once, after exit.
     fn cleanup(&self) -> Result<()>;
 }

@@ -10,15 +10,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use nix::sys::signal::{kill, killpg, Signal};
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use oci_spec::runtime::LinuxResources;
 
+use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
 use crate::instance::{Instance, LaunchRequest, Launcher};
 use crate::layers::{choose, ImageLayers};
 use crate::mount::{unmount, Mounted};
 use crate::stdio::{self, StdioGuard};
-use crate::workload::{recv, send, Ready, WorkloadRequest, START, WORKLOAD_ARG};
+use crate::workload::{recv, send, Ready, Spawned, WorkloadRequest, START, WORKLOAD_ARG};
 
 /// File in the bundle that lets the `delete` subcommand clean up after a dead shim.
 pub const STATE_FILE: &str = "wasmlet-state.json";
@@ -34,6 +37,9 @@ pub struct WorkloadState {
     pub start_time: u64,
     /// The rootfs the shim mounted, if it mounted one.
     pub mounted_rootfs: Option<PathBuf>,
+    /// The container's cgroup.
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
 }
 
 /// The start time (field 22 of `/proc/<pid>/stat`) of a live process.
@@ -51,13 +57,21 @@ pub struct ProcessLauncher {
     pub containerd_address: PathBuf,
 }
 
-/// Kills a half-created workload process unless disarmed.
-struct KillOnDrop(Option<u32>);
+/// Undoes a half-created workload (processes, cgroup) unless disarmed.
+struct Unwind<'a> {
+    pids: Vec<u32>,
+    cgroup: Option<&'a Cgroup>,
+}
 
-impl Drop for KillOnDrop {
+impl Drop for Unwind<'_> {
     fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        for pid in &self.pids {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+        if let Some(cg) = self.cgroup {
+            if let Err(e) = cg.remove() {
+                log::warn!("{e}");
+            }
         }
     }
 }
@@ -66,8 +80,9 @@ impl Launcher for ProcessLauncher {
     fn launch(&self, req: &LaunchRequest) -> Result<Box<dyn Instance>> {
         let spec = wasmlet_oci::spec::load(&req.bundle)?;
         let rootfs = wasmlet_oci::spec::rootfs(&req.bundle, &spec)?;
+        let cgroup_path = crate::cgroups::path_for(&spec, &req.namespace, &req.id)?;
         let mounted = Mounted::mount(&req.rootfs, &rootfs)?;
-        let plan = match wasmlet_oci::wasi::plan(&spec, &rootfs) {
+        let mut plan = match wasmlet_oci::wasi::plan(&spec, &rootfs) {
             Err(not_found @ wasmlet_oci::Error::ModuleNotFound { .. }) => {
                 match self.plan_from_layers(req, &spec, &rootfs) {
                     Ok(Some(plan)) => plan,
@@ -84,7 +99,13 @@ impl Launcher for ProcessLauncher {
             }
             other => other?,
         };
+        // The workload opens its preopens inside the container, where each one is mounted
+        // at its guest path.
+        for p in &mut plan.preopens {
+            p.host = PathBuf::from(&p.guest);
+        }
         let module = plan.entrypoint.guest_path.clone();
+        let cgroup = Cgroup::open(&cgroup_path)?;
         let (child_io, io_guard) = stdio::open(&req.stdio)?;
 
         let (mut ctl, theirs) =
@@ -106,12 +127,22 @@ impl Launcher for ProcessLauncher {
             .map_err(Error::io("starting workload process", "/proc/self/exe"))?;
         drop(cmd);
         drop(theirs);
-        let pid = child.id();
-        let mut guard = KillOnDrop(Some(pid));
+        let helper = child.id();
+        let mut unwind = Unwind {
+            pids: vec![helper],
+            cgroup: Some(&cgroup),
+        };
+        // Into the cgroup before it does anything: the workload waits for its request.
+        cgroup.add(helper)?;
+        if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            cgroup.apply(resources)?;
+        }
 
         let request = WorkloadRequest {
             id: req.id.clone(),
             plan,
+            spec,
+            rootfs: rootfs.clone(),
             cache_root: self.cache_root.clone(),
             cache_max_bytes: self.cache_max_bytes,
             oom_marker: req.bundle.join(OOM_MARKER),
@@ -121,6 +152,11 @@ impl Launcher for ProcessLauncher {
             detail,
         };
         send(&mut ctl, &request).map_err(|e| died(format!(": {e}")))?;
+        let spawned: Spawned = recv(&ctl)
+            .map_err(|e| died(format!(": {e}")))?
+            .ok_or_else(|| died(String::new()))?;
+        let pid = spawned.pid;
+        unwind.pids.push(pid);
         let ready: Ready = recv(&ctl)
             .map_err(|e| died(format!(": {e}")))?
             .ok_or_else(|| died(String::new()))?;
@@ -139,6 +175,7 @@ impl Launcher for ProcessLauncher {
             pid,
             start_time: proc_start_time(pid).unwrap_or_default(),
             mounted_rootfs: mounted.keep(),
+            cgroup: Some(cgroup_path),
         };
         let write_state = serde_json::to_vec(&state)
             .map_err(std::io::Error::other)
@@ -149,11 +186,15 @@ impl Launcher for ProcessLauncher {
             }
             return Err(Error::io("writing", &state_path)(e));
         }
-        guard.0 = None;
+        unwind.pids.clear();
+        unwind.cgroup = None;
+        drop(unwind);
         Ok(Box::new(ProcessInstance {
             pid,
+            helper: (helper != pid).then_some(helper),
             ctl: Mutex::new(Some(ctl)),
             io: Mutex::new(Some(io_guard)),
+            cgroup,
             state,
             state_path,
         }))
@@ -205,8 +246,10 @@ impl ProcessLauncher {
 /// A workload process created by [`ProcessLauncher`].
 pub struct ProcessInstance {
     pid: u32,
+    helper: Option<u32>,
     ctl: Mutex<Option<UnixStream>>,
     io: Mutex<Option<StdioGuard>>,
+    cgroup: Cgroup,
     state: WorkloadState,
     state_path: PathBuf,
 }
@@ -214,6 +257,10 @@ pub struct ProcessInstance {
 impl Instance for ProcessInstance {
     fn pid(&self) -> u32 {
         self.pid
+    }
+
+    fn helper_pid(&self) -> Option<u32> {
+        self.helper
     }
 
     fn start(&self) -> Result<()> {
@@ -232,17 +279,19 @@ impl Instance for ProcessInstance {
         let sig = Signal::try_from(signal).map_err(|_| Error::InvalidSignal {
             signal: signal as u32,
         })?;
-        let pid = Pid::from_raw(self.pid as i32);
-        let result = if all {
-            killpg(pid, sig)
-        } else {
-            kill(pid, sig)
-        };
-        match result {
-            // Gone already: its exit is on the way.
-            Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
-            Err(e) => Err(Error::sys(format!("sending {sig} to {}", self.pid))(e)),
+        let mut targets = vec![self.pid];
+        if all {
+            targets.extend(self.cgroup.pids().unwrap_or_default());
+            targets.dedup();
         }
+        for pid in targets {
+            match kill(Pid::from_raw(pid as i32), sig) {
+                // Gone already: its exit is on the way.
+                Ok(()) | Err(nix::Error::ESRCH) => {}
+                Err(e) => return Err(Error::sys(format!("sending {sig} to {pid}"))(e)),
+            }
+        }
+        Ok(())
     }
 
     fn close_stdin(&self) {
@@ -252,7 +301,26 @@ impl Instance for ProcessInstance {
     }
 
     fn out_of_memory(&self) -> bool {
-        self.state_path.with_file_name(OOM_MARKER).exists()
+        let marked = std::fs::metadata(self.state_path.with_file_name(OOM_MARKER))
+            .map(|m| m.len() > 0)
+            .unwrap_or(false);
+        marked || self.cgroup.oom_kills() > 0
+    }
+
+    fn pids(&self) -> Result<Vec<u32>> {
+        self.cgroup.pids()
+    }
+
+    fn freeze(&self, frozen: bool) -> Result<()> {
+        self.cgroup.freeze(frozen)
+    }
+
+    fn stats(&self) -> Result<Any> {
+        self.cgroup.metrics()
+    }
+
+    fn update(&self, resources: &LinuxResources) -> Result<()> {
+        self.cgroup.apply(resources)
     }
 
     fn cleanup(&self) -> Result<()> {
@@ -263,15 +331,19 @@ impl Instance for ProcessInstance {
     }
 }
 
-/// Undo what a workload's state file records: kill a survivor, unmount, remove the file.
+/// Undo what a workload's state file records: kill a survivor and everything in its
+/// cgroup, remove the cgroup, unmount, remove the file.
 pub fn cleanup_state(state: &WorkloadState, state_path: &Path) -> Result<()> {
     if state.start_time != 0 && proc_start_time(state.pid) == Some(state.start_time) {
-        let _ = killpg(Pid::from_raw(state.pid as i32), Signal::SIGKILL);
         let _ = kill(Pid::from_raw(state.pid as i32), Signal::SIGKILL);
+    }
+    if let Some(path) = &state.cgroup {
+        Cgroup::open(path)?.remove()?;
     }
     if let Some(root) = &state.mounted_rootfs {
         unmount(root)?;
     }
+    let _ = std::fs::remove_file(state_path.with_file_name(OOM_MARKER));
     match std::fs::remove_file(state_path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(Error::io("removing", state_path)(e))

@@ -2,19 +2,22 @@
 //!
 //! containerd starts the shim binary for a task; the daemon serves the Task API over ttrpc
 //! ([`service`] -> [`task`]), and each workload runs in a process of its own ([`workload`])
-//! started by [`launcher`] from the same binary, with an [`engine`] behind a small trait.
+//! started by [`launcher`] from the same binary, isolated as a Linux container
+//! ([`isolation`], [`cgroups`]), with an [`engine`] behind a small trait.
 //!
 //! `unsafe` is denied crate-wide; [`sys`] and the engine files (for loading compiled
 //! artifacts from the cache) are the only exceptions, each block with a `SAFETY:` comment.
 #![deny(unsafe_code)]
 
 pub mod cache;
+pub mod cgroups;
 pub mod cli;
 #[allow(unsafe_code)]
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod instance;
+pub mod isolation;
 pub mod launcher;
 pub mod layers;
 pub mod mount;

@@ -97,19 +97,23 @@ impl Task for TaskAdapter {
     }
 
     fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> Reply<Empty> {
-        reply("Pause", &req.id, self.svc.unimplemented("Pause"))
+        let id = req.id.clone();
+        reply("Pause", &id, empty(self.svc.pause(req)))
     }
 
     fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> Reply<Empty> {
-        reply("Resume", &req.id, self.svc.unimplemented("Resume"))
+        let id = req.id.clone();
+        reply("Resume", &id, empty(self.svc.resume(req)))
     }
 
     fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> Reply<Empty> {
-        reply("Update", &req.id, self.svc.unimplemented("Update"))
+        let id = req.id.clone();
+        reply("Update", &id, empty(self.svc.update(req)))
     }
 
     fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> Reply<StatsResponse> {
-        reply("Stats", &req.id, self.svc.unimplemented("Stats"))
+        let id = req.id.clone();
+        reply("Stats", &id, self.svc.stats(req))
     }
 
     fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> Reply<Empty> {

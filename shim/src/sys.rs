@@ -1,6 +1,6 @@
 //! Every `unsafe` block of the shim outside the engine files lives here, each with its
-//! `SAFETY:` argument: the pre-exec hook of the workload process and the adoption of its
-//! control socket.
+//! `SAFETY:` argument: the pre-exec hook of the workload process, the adoption of its
+//! control socket, the fork into the container's init, and signal dispositions.
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -49,4 +49,72 @@ pub fn control_socket() -> Option<UnixStream> {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
     Some(sock)
+}
+
+/// Which side of [`fork`] this is.
+pub enum Forked {
+    /// The original process; the child's pid (as this process's namespace sees it).
+    Parent(u32),
+    /// The new process.
+    Child,
+}
+
+/// Fork the workload process into the container's init.
+pub fn fork() -> std::io::Result<Forked> {
+    // SAFETY: the workload process forks once, at a point where it holds no lock: its only
+    // other threads, if any, are the engine's idle compilation workers, which the child does
+    // not use (it never compiles; the module is compiled before the fork). The child then
+    // runs ordinary code, which is sound because glibc's fork keeps malloc consistent.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Forked::Parent(child.as_raw() as u32)),
+        Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Signals whose default action ends a process.
+const TERMINATING: [libc::c_int; 11] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+];
+
+extern "C" fn exit_on_signal(signal: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe and ends the process at once.
+    unsafe { libc::_exit(128 + signal) }
+}
+
+/// Make every terminating signal end a WebAssembly workload at once with `128 + signal`,
+/// whatever the module is doing. A PID namespace's init ignores signals it has no handler
+/// for, and a module has no way to handle them, so the workload handles them for it.
+pub fn exit_on_terminating_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(exit_on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in TERMINATING {
+        if let Ok(sig) = Signal::try_from(sig) {
+            // SAFETY: the handler only calls _exit, which is async-signal-safe.
+            let _ = unsafe { sigaction(sig, &action) };
+        }
+    }
+}
+
+/// Restore the signal dispositions and mask a native program expects from a fresh
+/// process (Rust's runtime ignores SIGPIPE; ignored signals survive exec).
+pub fn reset_signals_for_exec() {
+    use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+    // SAFETY: restoring the default disposition installs no handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }

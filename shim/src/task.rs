@@ -11,15 +11,14 @@ use std::time::{Duration, SystemTime};
 
 use containerd_shim::api::{
     CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
-    DeleteRequest, DeleteResponse, KillRequest, PidsRequest, PidsResponse, ShutdownRequest,
-    StartRequest, StartResponse, StateRequest, StateResponse, WaitRequest, WaitResponse,
+    DeleteRequest, DeleteResponse, KillRequest, ShutdownRequest, StartRequest, StartResponse,
+    StateRequest, StateResponse, WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
-use containerd_shim::protos::types::task::ProcessInfo;
 
 use crate::error::{Error, Result};
 use crate::events::EventSink;
@@ -52,6 +51,8 @@ struct Task {
 struct Registry {
     tasks: HashMap<String, Task>,
     unclaimed: HashMap<u32, ExitInfo>,
+    /// Launch helpers whose exit is still to come and must not be taken for a task's.
+    helpers: std::collections::HashSet<u32>,
 }
 
 /// The task service of one shim process.
@@ -156,6 +157,11 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
             return Err(Error::TaskExists { id: req.id });
         }
         let exit = reg.unclaimed.remove(&pid);
+        if let Some(helper) = instance.helper_pid() {
+            if reg.unclaimed.remove(&helper).is_none() {
+                reg.helpers.insert(helper);
+            }
+        }
         self.events.publish(Box::new(TaskCreate {
             container_id: req.id.clone(),
             bundle: req.bundle.clone(),
@@ -219,7 +225,12 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         if !task.status.is_live() {
             return Err(Error::ProcessFinished { id: req.id });
         }
-        task.instance.signal(signal, req.all)
+        task.instance.signal(signal, req.all)?;
+        // A frozen process cannot act on SIGKILL: thaw it so that it dies now.
+        if signal == libc::SIGKILL && task.status == Status::Paused {
+            task.instance.freeze(false)?;
+        }
+        Ok(())
     }
 
     /// Delete: forget a task whose workload has exited (or was never started).
@@ -319,24 +330,6 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         }
     }
 
-    /// Pids: the workload's processes.
-    pub fn pids(&self, req: PidsRequest) -> Result<PidsResponse> {
-        let mut reg = self.lock();
-        let task = Self::task(&mut reg, &req.id)?;
-        let processes = if task.status.is_live() {
-            vec![ProcessInfo {
-                pid: task.pid,
-                ..Default::default()
-            }]
-        } else {
-            Vec::new()
-        };
-        Ok(PidsResponse {
-            processes,
-            ..Default::default()
-        })
-    }
-
     /// CloseIO: the client closed its end of stdin.
     pub fn close_io(&self, req: CloseIORequest) -> Result<()> {
         no_exec(&req.id, &req.exec_id)?;
@@ -380,6 +373,9 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
             at: SystemTime::now(),
         };
         let mut reg = self.lock();
+        if reg.helpers.remove(&pid) {
+            return;
+        }
         let found = reg
             .tasks
             .iter_mut()
@@ -424,6 +420,9 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         }));
     }
 }
+
+#[path = "task_resources.rs"]
+mod resources;
 
 #[cfg(test)]
 #[path = "task_tests.rs"]

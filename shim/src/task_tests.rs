@@ -3,10 +3,15 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use containerd_shim::api::Status as ApiStatus;
+use containerd_shim::api::{
+    PauseRequest, PidsRequest, ResumeRequest, StatsRequest, Status as ApiStatus, UpdateTaskRequest,
+};
 use containerd_shim::protos::events::task::{TaskDelete, TaskExit};
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::ttrpc::Code;
+
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use oci_spec::runtime::LinuxResources;
 
 use super::*;
 use crate::events::MemorySink;
@@ -49,6 +54,29 @@ impl Instance for StubInstance {
     }
     fn out_of_memory(&self) -> bool {
         self.oom
+    }
+    fn helper_pid(&self) -> Option<u32> {
+        Some(self.pid + 500)
+    }
+    fn pids(&self) -> Result<Vec<u32>> {
+        Ok(vec![self.pid, self.pid + 1])
+    }
+    fn freeze(&self, frozen: bool) -> Result<()> {
+        let msg = format!("freeze {} {frozen}", self.pid);
+        self.journal.calls.lock().unwrap().push(msg);
+        Ok(())
+    }
+    fn stats(&self) -> Result<Any> {
+        Ok(Any {
+            type_url: "io.containerd.cgroups.v1.Metrics".into(),
+            ..Default::default()
+        })
+    }
+    fn update(&self, resources: &LinuxResources) -> Result<()> {
+        let limit = resources.memory().as_ref().and_then(|m| m.limit());
+        let msg = format!("update {} memory={limit:?}", self.pid);
+        self.journal.calls.lock().unwrap().push(msg);
+        Ok(())
     }
     fn cleanup(&self) -> Result<()> {
         self.journal
@@ -361,7 +389,7 @@ fn pids_close_io_connect_and_unimplemented() {
         .unwrap();
     assert_eq!(
         pids.processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
-        [pid]
+        [pid, pid + 1]
     );
     f.svc
         .close_io(CloseIORequest {
@@ -385,9 +413,9 @@ fn pids_close_io_connect_and_unimplemented() {
         })
         .unwrap();
     assert_eq!((c.task_pid, c.shim_pid), (pid, std::process::id()));
-    let err = f.svc.unimplemented::<()>("Pause").unwrap_err();
+    let err = f.svc.unimplemented::<()>("Exec").unwrap_err();
     assert_eq!(err.code(), Code::UNIMPLEMENTED);
-    assert_eq!(err.to_string(), "Pause is not implemented by wasmlet yet");
+    assert_eq!(err.to_string(), "Exec is not implemented by wasmlet yet");
 }
 
 #[test]
@@ -401,4 +429,119 @@ fn out_of_memory_exit_publishes_oom_before_exit() {
         f.sink.topics(),
         ["/tasks/create", "/tasks/start", "/tasks/oom", "/tasks/exit"]
     );
+}
+
+#[test]
+fn pause_and_resume_freeze_and_publish_in_order() {
+    let f = fixture();
+    let pid = create(&f.svc, "z").unwrap();
+    let pause = || {
+        f.svc.pause(PauseRequest {
+            id: "z".into(),
+            ..Default::default()
+        })
+    };
+    let resume = || {
+        f.svc.resume(ResumeRequest {
+            id: "z".into(),
+            ..Default::default()
+        })
+    };
+    let err = pause().unwrap_err();
+    assert_eq!(err.code(), Code::FAILED_PRECONDITION);
+    assert_eq!(err.to_string(), "cannot pause task \"z\": it is created");
+    f.svc.start(start_req("z")).unwrap();
+    pause().unwrap();
+    assert_eq!(state(&f.svc, "z").status, ApiStatus::PAUSED.into());
+    resume().unwrap();
+    assert_eq!(resume().unwrap_err().code(), Code::FAILED_PRECONDITION);
+    assert_eq!(
+        f.sink.topics(),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/paused",
+            "/tasks/resumed"
+        ]
+    );
+    let calls = f.launcher.journal.calls.lock().unwrap().clone();
+    assert!(calls.contains(&format!("freeze {pid} true")));
+    assert!(calls.contains(&format!("freeze {pid} false")));
+}
+
+#[test]
+fn sigkill_to_a_paused_task_thaws_it() {
+    let f = fixture();
+    let pid = create(&f.svc, "k").unwrap();
+    f.svc.start(start_req("k")).unwrap();
+    f.svc
+        .pause(PauseRequest {
+            id: "k".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    f.svc
+        .kill(KillRequest {
+            id: "k".into(),
+            signal: 9,
+            all: true,
+            ..Default::default()
+        })
+        .unwrap();
+    let calls = f.launcher.journal.calls.lock().unwrap().clone();
+    let kill = calls
+        .iter()
+        .position(|c| c == &format!("signal {pid} 9 all=true"));
+    let thaw = calls
+        .iter()
+        .position(|c| c == &format!("freeze {pid} false"));
+    assert!(kill.is_some() && thaw > kill, "{calls:?}");
+}
+
+#[test]
+fn stats_and_update_reach_the_instance() {
+    let f = fixture();
+    let pid = create(&f.svc, "s").unwrap();
+    let stats = f
+        .svc
+        .stats(StatsRequest {
+            id: "s".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(stats.stats.type_url, "io.containerd.cgroups.v1.Metrics");
+    let update = |json: &str| {
+        f.svc.update(UpdateTaskRequest {
+            id: "s".into(),
+            resources: MessageField::some(Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: json.as_bytes().to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    };
+    update(r#"{"memory":{"limit":33554432}}"#).unwrap();
+    assert!(f
+        .launcher
+        .journal
+        .calls
+        .lock()
+        .unwrap()
+        .contains(&format!("update {pid} memory=Some(33554432)")));
+    let err = update("not json").unwrap_err();
+    assert_eq!(err.code(), Code::INVALID_ARGUMENT);
+    assert!(err.to_string().contains("resources of Update"), "{err}");
+}
+
+#[test]
+fn the_launch_helpers_exit_is_not_the_tasks() {
+    let f = fixture();
+    let pid = create(&f.svc, "h").unwrap();
+    f.svc.start(start_req("h")).unwrap();
+    // The helper (pid + 500 in the stub) exits after Create: the task keeps running.
+    f.svc.on_exit(pid + 500, 0);
+    assert_eq!(state(&f.svc, "h").status, ApiStatus::RUNNING.into());
+    f.svc.on_exit(pid, 3);
+    assert_eq!(state(&f.svc, "h").exit_status, 3);
 }

@@ -5,16 +5,17 @@
 //! Running each workload in its own process gives Create a real pid, lets Kill use real
 //! signals, and means a crashing module never takes the shim down.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::ffi::CString;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use containerd_shim::protos::ttrpc::Code;
-use wasmlet_oci::WasiPlan;
+use wasmlet_oci::{WasiPlan, WasmKind};
 
 use crate::cache::ModuleCache;
-use crate::engine::{Engine, Prepared};
+use crate::engine::{Engine, Loaded, Prepared};
 use crate::error::{Error, Result};
 
 /// First argument that turns the shim binary into a workload process.
@@ -26,11 +27,23 @@ pub const START: u8 = b's';
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct WorkloadRequest {
     pub id: String,
+    /// What to run and its WASI view. Preopen paths are the container's: the workload opens
+    /// them after pivot_root. The entrypoint's `host_path` is read before.
     pub plan: WasiPlan,
+    /// The OCI spec: the workload isolates itself as it says.
+    pub spec: oci_spec::runtime::Spec,
+    /// The rootfs on the host.
+    pub rootfs: PathBuf,
     pub cache_root: PathBuf,
     pub cache_max_bytes: u64,
     /// Created when the module is stopped for exceeding its memory limit.
     pub oom_marker: PathBuf,
+}
+
+/// The workload's first answer: the host pid of the container's init process.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Spawned {
+    pub pid: u32,
 }
 
 /// The workload's answer once the module is prepared (or refused).
@@ -51,13 +64,22 @@ pub fn send<T: serde::Serialize>(sock: &mut UnixStream, msg: &T) -> std::io::Res
     sock.write_all(&line)
 }
 
-/// Receive one JSON line; `Ok(None)` at end of stream.
-pub fn recv<T: serde::de::DeserializeOwned>(sock: &UnixStream) -> std::io::Result<Option<T>> {
-    let mut line = String::new();
-    if BufReader::new(sock).read_line(&mut line)? == 0 {
-        return Ok(None);
+/// Receive one JSON line; `Ok(None)` at end of stream. Reads byte by byte so that nothing
+/// after the line is consumed (two processes answer on the same socket).
+pub fn recv<T: serde::de::DeserializeOwned>(mut sock: &UnixStream) -> std::io::Result<Option<T>> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match sock.read(&mut byte) {
+            Ok(0) if line.is_empty() => return Ok(None),
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-    serde_json::from_str(&line)
+    serde_json::from_slice(&line)
         .map(Some)
         .map_err(std::io::Error::other)
 }
@@ -94,6 +116,35 @@ pub fn main<E: Engine>() -> ! {
     std::process::exit(code)
 }
 
+/// What the container's init runs after Start.
+enum Runnable<P> {
+    Wasm(P),
+    Native {
+        path: CString,
+        args: Vec<CString>,
+        env: Vec<CString>,
+    },
+}
+
+fn cstring(s: &str, what: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::SpecInvalid {
+        field: what.to_string(),
+        message: format!("{s:?} contains a NUL byte"),
+    })
+}
+
+fn take_notes() -> Vec<String> {
+    std::mem::take(&mut *NOTES.0.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn refusal(e: &Error) -> Ready {
+    Ready {
+        error: Some(e.to_string()),
+        invalid_input: e.code() == Code::INVALID_ARGUMENT,
+        notes: take_notes(),
+    }
+}
+
 fn serve<E: Engine>() -> Result<i32> {
     let Some(mut ctl) = crate::sys::control_socket() else {
         return Err(Error::Engine(format!(
@@ -106,22 +157,83 @@ fn serve<E: Engine>() -> Result<i32> {
     let Some(req) = recv::<WorkloadRequest>(&ctl).map_err(io)? else {
         return Ok(1);
     };
-    let cache = ModuleCache::new(&req.cache_root, E::NAME, req.cache_max_bytes);
-    let prepared = E::new().and_then(|engine| engine.prepare(&req.plan, &cache));
-    let notes = std::mem::take(&mut *NOTES.0.lock().unwrap_or_else(|p| p.into_inner()));
-    let ready = match &prepared {
+    let own_pid = std::process::id();
+
+    // Host view, still single-threaded: namespaces, then the module (which may start the
+    // engine's compilation threads).
+    let loaded = crate::isolation::enter_namespaces(&req.spec).and_then(|entered| {
+        let loaded = match req.plan.entrypoint.kind {
+            WasmKind::Native => None,
+            _ => {
+                let cache = ModuleCache::new(&req.cache_root, E::NAME, req.cache_max_bytes);
+                Some(E::new().and_then(|engine| engine.load(&req.plan, &cache))?)
+            }
+        };
+        crate::isolation::enter_pid_namespace(&entered)?;
+        Ok((entered, loaded))
+    });
+    let (entered, loaded) = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            send(&mut ctl, &Spawned { pid: own_pid }).map_err(io)?;
+            send(&mut ctl, &refusal(&e)).map_err(io)?;
+            return Ok(1);
+        }
+    };
+
+    // The container's init is a fresh child: it is in the new PID namespace, and it is
+    // single-threaded whatever the engine did, so dropping privileges covers all of it.
+    match crate::sys::fork().map_err(Error::io("forking the container's init", "fd 3"))? {
+        crate::sys::Forked::Parent(pid) => {
+            send(&mut ctl, &Spawned { pid }).map_err(io)?;
+            return Ok(0);
+        }
+        crate::sys::Forked::Child => {}
+    }
+
+    // The OOM marker lives in the bundle, outside the container: open it before pivot_root.
+    // It stays empty unless the module is stopped for its memory limit.
+    let oom_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&req.oom_marker)
+        .map_err(Error::io("creating", &req.oom_marker));
+    let runnable = oom_file.and_then(|oom_file| {
+        crate::isolation::setup(&req.spec, &req.rootfs, &entered)
+            .and_then(|()| match loaded {
+                Some(loaded) => loaded.link(&req.plan).map(Runnable::Wasm),
+                None => {
+                    let args = req
+                        .plan
+                        .args
+                        .iter()
+                        .map(|a| cstring(a, "process.args"))
+                        .collect::<Result<Vec<_>>>()?;
+                    let env = req
+                        .plan
+                        .env
+                        .iter()
+                        .map(|(k, v)| cstring(&format!("{k}={v}"), "process.env"))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(Runnable::Native {
+                        path: cstring(&req.plan.entrypoint.guest_path, "process.args")?,
+                        args,
+                        env,
+                    })
+                }
+            })
+            .map(|r| (r, oom_file))
+    });
+    let ready = match &runnable {
         Ok(_) => Ready {
-            notes,
+            notes: take_notes(),
             ..Ready::default()
         },
-        Err(e) => Ready {
-            error: Some(e.to_string()),
-            invalid_input: e.code() == Code::INVALID_ARGUMENT,
-            notes,
-        },
+        Err(e) => refusal(e),
     };
     send(&mut ctl, &ready).map_err(io)?;
-    let Ok(prepared) = prepared else {
+    let Ok((runnable, mut oom_file)) = runnable else {
         return Ok(1);
     };
     let mut byte = [0u8; 1];
@@ -131,11 +243,25 @@ fn serve<E: Engine>() -> Result<i32> {
         _ => return Ok(0),
     }
     drop(ctl);
-    let exit = prepared.run();
-    if exit.out_of_memory {
-        if let Err(e) = std::fs::write(&req.oom_marker, b"") {
-            eprintln!("wasmlet: recording the out-of-memory exit: {e}");
+    match runnable {
+        Runnable::Wasm(prepared) => {
+            crate::sys::exit_on_terminating_signals();
+            let exit = prepared.run();
+            if exit.out_of_memory {
+                if let Err(e) = oom_file.write_all(b"oom") {
+                    eprintln!("wasmlet: recording the out-of-memory exit: {e}");
+                }
+            }
+            Ok(exit.code)
+        }
+        Runnable::Native { path, args, env } => {
+            crate::sys::reset_signals_for_exec();
+            let e = nix::unistd::execve(&path, &args, &env).unwrap_err();
+            eprintln!(
+                "wasmlet: cannot execute {}: {e}",
+                req.plan.entrypoint.guest_path
+            );
+            Ok(if e == nix::Error::ENOENT { 127 } else { 126 })
         }
     }
-    Ok(exit.code)
 }

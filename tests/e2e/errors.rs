@@ -10,7 +10,10 @@ pub const TESTS: &[(&str, Test)] = &[
     ("errors::text_file_named_wasm", text_file_named_wasm),
     ("errors::invalid_wasm", invalid_wasm),
     ("errors::unknown_export", unknown_export),
-    ("errors::native_binary", native_binary),
+    (
+        "errors::native_without_exec_permission",
+        native_without_exec_permission,
+    ),
     ("errors::unsupported_log_uri", unsupported_log_uri),
 ];
 
@@ -52,10 +55,10 @@ fn text_file_named_wasm(ctd: &Containerd) {
     refused(
         ctd,
         "textfile",
-        &[("/app.wasm", b"#!/bin/sh\necho hi\n".to_vec())],
+        &[("/app.wasm", b"plain text, not a module\n".to_vec())],
         &[],
         &["/app.wasm"],
-        "is not a WebAssembly file: it is a script",
+        "is not a WebAssembly file: missing the \\0asm magic",
     );
 }
 
@@ -83,7 +86,9 @@ fn unknown_export(ctd: &Containerd) {
     );
 }
 
-fn native_binary(ctd: &Containerd) {
+/// A native executable runs natively (see `isolation::`), so it must be executable: the
+/// fixture writes files with mode 0644.
+fn native_without_exec_permission(ctd: &Containerd) {
     let elf = std::fs::read("/bin/true").expect("/bin/true");
     refused(
         ctd,
@@ -91,7 +96,7 @@ fn native_binary(ctd: &Containerd) {
         &[("/bin/true", elf)],
         &[],
         &["/bin/true"],
-        "ELF executable",
+        "entrypoint \"/bin/true\" is a native executable without execute permission (mode 644)",
     );
 }
 

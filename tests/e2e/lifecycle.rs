@@ -1,9 +1,6 @@
 //! Detached tasks: listing, signals, delete, events, unimplemented methods, and recovery
 //! after the shim itself is killed.
 
-use std::io::Read;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmlet_tests::cmd::eventually;
@@ -11,7 +8,7 @@ use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{rootfs, wat};
 use wasmlet_tests::leaks;
 
-use crate::support::{assert_clean, rt, run_rootfs, Test, NS};
+use crate::support::{assert_clean, rt, run_rootfs, Events, Test, NS};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -39,7 +36,7 @@ pub const TESTS: &[(&str, Test)] = &[
 
 /// Start fixture `<name>.wasm` detached as `id`; returns its rootfs and its pid from
 /// `ctr task ls`, once it is running.
-fn start_detached(ctd: &Containerd, id: &str, name: &str) -> (tempfile::TempDir, u32) {
+pub(crate) fn start_detached(ctd: &Containerd, id: &str, name: &str) -> (tempfile::TempDir, u32) {
     let module = format!("/{name}.wasm");
     let dir = rootfs(&[(module.as_str(), wat(name))]);
     let d = dir.path().to_string_lossy().into_owned();
@@ -65,7 +62,7 @@ fn start_sleeper(ctd: &Containerd, id: &str) -> (tempfile::TempDir, u32) {
 }
 
 /// STATUS and PID of `id` from `ctr task ls`.
-fn task_status(ctd: &Containerd, id: &str) -> Option<(String, u32)> {
+pub(crate) fn task_status(ctd: &Containerd, id: &str) -> Option<(String, u32)> {
     let out = ctd.ctr(NS, &["task", "ls"]).ok("ctr task ls");
     out.stdout_str().lines().find_map(|l| {
         let cols: Vec<&str> = l.split_whitespace().collect();
@@ -73,7 +70,7 @@ fn task_status(ctd: &Containerd, id: &str) -> Option<(String, u32)> {
     })
 }
 
-fn wait_stopped(ctd: &Containerd, id: &str) {
+pub(crate) fn wait_stopped(ctd: &Containerd, id: &str) {
     let stopped = eventually(Duration::from_secs(10), || {
         task_status(ctd, id).is_some_and(|(s, _)| s == "STOPPED")
     });
@@ -84,7 +81,7 @@ fn wait_stopped(ctd: &Containerd, id: &str) {
     );
 }
 
-fn remove(ctd: &Containerd, id: &str, want_exit: i32) {
+pub(crate) fn remove(ctd: &Containerd, id: &str, want_exit: i32) {
     let out = ctd.ctr(NS, &["task", "delete", id]).ok("ctr task delete");
     let want = format!("exit code {want_exit}");
     assert!(
@@ -152,53 +149,12 @@ fn sigkill_all_exits_137(ctd: &Containerd) {
 }
 
 fn events_cover_the_lifecycle(ctd: &Containerd) {
-    let mut events = ctd
-        .ctr_command(NS)
-        .arg("events")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ctr events");
-    let seen = Arc::new(Mutex::new(String::new()));
-    let mut stdout = events.stdout.take().unwrap();
-    let sink = seen.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    // Make sure the subscription is live before the container runs.
-    let subscribed = eventually(Duration::from_secs(20), || {
-        ctd.ctr(NS, &["namespaces", "create", "wasmlet-events-probe"]);
-        ctd.ctr(NS, &["namespaces", "remove", "wasmlet-events-probe"]);
-        seen.lock().unwrap().contains("/namespaces/create")
-    });
-    assert!(subscribed, "ctr events never saw a namespace event");
+    let events = Events::start(ctd);
     let dir = rootfs(&[("/exit.wasm", wat("exit42"))]);
     let out = run_rootfs(ctd, "events", dir.path(), &[], &["/exit.wasm"]);
     assert_eq!(out.code, Some(42));
-    let ours = |s: &str| -> Vec<String> {
-        s.lines()
-            .filter(|l| l.contains("\"events\""))
-            .map(str::to_string)
-            .collect()
-    };
-    eventually(Duration::from_secs(10), || {
-        ours(&seen.lock().unwrap())
-            .iter()
-            .any(|l| l.contains("/tasks/delete"))
-    });
-    let _ = events.kill();
-    let _ = events.wait();
-    let _ = reader.join();
-    let text = seen.lock().unwrap().clone();
-    let lines = ours(&text);
+    let lines = events.wait_for("events", "/tasks/delete");
+    let text = lines.join("\n");
     let pos = |t: &str| {
         lines
             .iter()
@@ -218,12 +174,12 @@ fn events_cover_the_lifecycle(ctd: &Containerd) {
 
 fn unimplemented_methods_say_so(ctd: &Containerd) {
     let (_dir, _pid) = start_sleeper(ctd, "unimpl");
-    let pause = ctd.ctr(NS, &["task", "pause", "unimpl"]);
-    assert_ne!(pause.code, Some(0));
+    let checkpoint = ctd.ctr(NS, &["task", "checkpoint", "unimpl"]);
+    assert_ne!(checkpoint.code, Some(0));
     assert!(
-        pause.stderr.contains("Pause is not implemented"),
+        checkpoint.stderr.contains("Checkpoint is not implemented"),
         "{}",
-        pause.stderr
+        checkpoint.stderr
     );
     let exec = ctd.ctr(
         NS,
@@ -264,7 +220,7 @@ fn killed_shim_is_cleaned_up_by_delete(ctd: &Containerd) {
     assert_clean(ctd, "orphan");
 }
 
-fn is_zombie(pid: u32) -> bool {
+pub(crate) fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             s.rsplit_once(')')

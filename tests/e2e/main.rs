@@ -8,6 +8,7 @@
 mod cache;
 mod errors;
 mod images;
+mod isolation;
 mod lifecycle;
 mod run;
 mod support;
@@ -33,6 +34,7 @@ fn main() {
             .chain(errors::TESTS)
             .chain(images::TESTS)
             .chain(cache::TESTS)
+            .chain(isolation::TESTS)
         {
             let trial = Trial::test(format!("{}::{name}", engine.name), move || {
                 test(&support::containerd(engine));

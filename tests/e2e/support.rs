@@ -125,11 +125,12 @@ pub fn run_rootfs(
 }
 
 /// Assert that container `id` left nothing behind: no workload or shim process, no mount
-/// or bundle directory, no shim socket.
+/// or bundle directory, no shim socket, no cgroup.
 pub fn assert_clean(ctd: &Containerd, id: &str) {
     let bundle = ctd.bundle_dir(NS, id);
     let socket = ctd.shim_socket(NS, id);
     let shim_arg = format!("-id {id} ");
+    let cgroup = format!("/{NS}/{id}");
     let clean = eventually(Duration::from_secs(10), || {
         leaks::workload_processes(id, &bundle).is_empty()
             && leaks::processes_with(&[
@@ -141,14 +142,96 @@ pub fn assert_clean(ctd: &Containerd, id: &str) {
             && leaks::mounts_under(&bundle).is_empty()
             && !bundle.exists()
             && !socket.exists()
+            && leaks::cgroup_dirs(&cgroup).is_empty()
     });
     assert!(
         clean,
-        "container {id} left: workloads {:?}, shims {:?}, mounts {:?}, bundle exists {}, socket exists {}",
+        "container {id} left: workloads {:?}, shims {:?}, mounts {:?}, bundle exists {}, socket exists {}, cgroups {:?}",
         leaks::workload_processes(id, &bundle),
         leaks::processes_with(&["containerd-shim-", &shim_arg]),
         leaks::mounts_under(&bundle),
         bundle.exists(),
-        socket.exists()
+        socket.exists(),
+        leaks::cgroup_dirs(&cgroup)
     );
+}
+
+/// `ctr events`, collected in the background.
+pub struct Events {
+    child: std::process::Child,
+    seen: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Events {
+    /// Subscribe, and return once the subscription is known to be live.
+    pub fn start(ctd: &Containerd) -> Events {
+        use std::io::Read;
+        let mut child = ctd
+            .ctr_command(NS)
+            .arg("events")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ctr events");
+        let seen = Arc::new(Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let sink = seen.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let events = Events {
+            child,
+            seen,
+            reader: Some(reader),
+        };
+        let subscribed = eventually(Duration::from_secs(20), || {
+            ctd.ctr(NS, &["namespaces", "create", "wasmlet-events-probe"]);
+            ctd.ctr(NS, &["namespaces", "remove", "wasmlet-events-probe"]);
+            events.text().contains("/namespaces/create")
+        });
+        assert!(subscribed, "ctr events never saw a namespace event");
+        events
+    }
+
+    /// Everything seen so far.
+    pub fn text(&self) -> String {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The task event lines that mention container `id`.
+    pub fn task_events(&self, id: &str) -> Vec<String> {
+        let needle = format!("\"container_id\":\"{id}\"");
+        self.text()
+            .lines()
+            .filter(|l| l.contains("/tasks/") && l.contains(&needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Wait until a task event with `topic` for `id` arrives; the lines so far.
+    pub fn wait_for(&self, id: &str, topic: &str) -> Vec<String> {
+        eventually(Duration::from_secs(10), || {
+            self.task_events(id).iter().any(|l| l.contains(topic))
+        });
+        self.task_events(id)
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
 }

@@ -9,7 +9,7 @@ use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
-    DeleteTaskRequest, StartRequest, WaitRequest,
+    DeleteTaskRequest, StartRequest, UpdateTaskRequest, WaitRequest,
 };
 use containerd_client::tonic::Request;
 use containerd_client::with_namespace;
@@ -133,5 +133,38 @@ pub fn run_image(
         exit_code,
         stdout: std::fs::read_to_string(&out).unwrap_or_default(),
         stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+    })
+}
+
+/// containerd's Update of task `id` with `resources` (runtime-spec `LinuxResources` JSON),
+/// as `ctr` 1.6 has no command for it (CRI's UpdateContainerResources makes this call).
+pub fn update_task(
+    ctd: &Containerd,
+    ns: &str,
+    id: &str,
+    resources: &serde_json::Value,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let channel = containerd_client::connect(&ctd.address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut tasks = TasksClient::new(channel);
+        let req = UpdateTaskRequest {
+            container_id: id.to_string(),
+            resources: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: serde_json::to_vec(resources).map_err(|e| e.to_string())?,
+            }),
+            ..Default::default()
+        };
+        tasks
+            .update(with_namespace!(req, ns))
+            .await
+            .map_err(|s| s.message().to_string())?;
+        Ok(())
     })
 }

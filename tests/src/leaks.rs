@@ -95,3 +95,24 @@ pub fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// The directories of cgroup `path` (as `linux.cgroupsPath` gives it) that exist in any
+/// hierarchy under `/sys/fs/cgroup` (v1 controllers, the v2 unified mount, or a pure v2
+/// root).
+pub fn cgroup_dirs(path: &str) -> Vec<std::path::PathBuf> {
+    let rel = path.trim_start_matches('/');
+    let root = Path::new("/sys/fs/cgroup");
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir(root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path().join(rel))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    if root.join(rel).is_dir() {
+        found.push(root.join(rel));
+    }
+    found
+}

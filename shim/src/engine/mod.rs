@@ -1,9 +1,10 @@
 //! The engine seam: a small trait that each WebAssembly engine implements in its own file,
 //! the only file that imports that engine's crate.
 //!
-//! An engine is used inside the workload process only: [`Engine::prepare`] runs during
-//! Create (compile or load from the cache, link WASI, check the export, open preopens) and
-//! [`Prepared::run`] during Start.
+//! An engine is used inside the workload process only, during Create: [`Engine::load`]
+//! before the workload enters its container (compile or load from the cache, check the
+//! export), [`Loaded::link`] inside it (link WASI, open preopens); [`Prepared::run`] runs
+//! during Start.
 
 use wasmlet_oci::WasiPlan;
 
@@ -51,15 +52,25 @@ impl Exit {
 pub trait Engine: Sized {
     /// Short name, used for the cache directory and in messages.
     const NAME: &'static str;
-    /// A module ready to run.
-    type Prepared: Prepared;
+    /// A compiled module, not yet linked to WASI.
+    type Loaded: Loaded;
 
     /// Create the engine (once per workload process).
     fn new() -> Result<Self>;
 
-    /// Everything that can fail before the module runs: compile or load the module, link
-    /// WASI, check the export, build the WASI context from `plan`.
-    fn prepare(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<Self::Prepared>;
+    /// Everything about the module itself, done with the host's view before the workload
+    /// enters its container: compile or load from the cache, check the export.
+    fn load(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<Self::Loaded>;
+}
+
+/// A compiled module.
+pub trait Loaded {
+    /// The module linked and ready to run.
+    type Prepared: Prepared;
+
+    /// Inside the container: link WASI and build its context from `plan` (preopens are
+    /// opened here, with the container's view and user).
+    fn link(self, plan: &WasiPlan) -> Result<Self::Prepared>;
 }
 
 /// A prepared module.

@@ -15,7 +15,7 @@ use wasmedge_sdk::wasi::WasiModule;
 use wasmedge_sdk::{ExternalInstanceType, Module, Store, Vm};
 use wasmlet_oci::{WasiPlan, WasmKind};
 
-use super::{Engine, Exit, Prepared, TRAP_EXIT_CODE};
+use super::{Engine, Exit, Loaded, Prepared, TRAP_EXIT_CODE};
 use crate::cache::ModuleCache;
 use crate::error::{Error, Result};
 
@@ -51,18 +51,22 @@ fn invalid(plan: &WasiPlan, message: impl std::fmt::Display) -> Error {
 
 impl Engine for WasmEdge {
     const NAME: &'static str = "wasmedge";
-    type Prepared = WasmEdgePrepared;
+    type Loaded = WasmEdgePrepared;
 
     fn new() -> Result<Self> {
         Ok(WasmEdge)
     }
 
-    fn prepare(&self, plan: &WasiPlan, _cache: &ModuleCache) -> Result<WasmEdgePrepared> {
-        if plan.entrypoint.kind == WasmKind::Component {
-            return Err(invalid(
+    fn load(&self, plan: &WasiPlan, _cache: &ModuleCache) -> Result<WasmEdgePrepared> {
+        match plan.entrypoint.kind {
+            WasmKind::Module => {}
+            WasmKind::Component => return Err(invalid(
                 plan,
                 "WasmEdge does not run WebAssembly components (WASI p2); use the wasmtime runtime",
-            ));
+            )),
+            WasmKind::Native => {
+                return Err(invalid(plan, "a native executable is not WebAssembly"))
+            }
         }
         log::info!(
             "compile cache: NotUsed (WasmEdge interpreter; AOT needs a library built with LLVM)"
@@ -94,6 +98,17 @@ impl Engine for WasmEdge {
             plan: plan.clone(),
             config,
         })
+    }
+}
+
+impl Loaded for WasmEdgePrepared {
+    type Prepared = WasmEdgePrepared;
+
+    /// WasmEdge builds its WASI module when it runs; the plan (with the container's paths)
+    /// is kept for then.
+    fn link(mut self, plan: &WasiPlan) -> Result<WasmEdgePrepared> {
+        self.plan = plan.clone();
+        Ok(self)
     }
 }
 

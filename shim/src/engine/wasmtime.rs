@@ -14,7 +14,7 @@ use wasmtime_wasi::{
     FsPerms, I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
 
-use super::{Engine, Exit, Prepared, TRAP_EXIT_CODE};
+use super::{Engine, Exit, Loaded, Prepared, TRAP_EXIT_CODE};
 use crate::cache::{FingerprintHasher, ModuleCache};
 use crate::error::{Error, Result};
 
@@ -22,6 +22,19 @@ use crate::error::{Error, Result};
 pub struct Wasmtime {
     engine: WtEngine,
     fingerprint: String,
+}
+
+/// A compiled module or component, linked to WASI but without its context yet.
+pub enum WasmtimeLoaded {
+    Core {
+        engine: WtEngine,
+        pre: InstancePre<CoreData>,
+        export: String,
+    },
+    Component {
+        engine: WtEngine,
+        pre: CommandPre<P2Ctx>,
+    },
 }
 
 /// A module or component, linked and with its WASI context, ready to instantiate.
@@ -180,7 +193,7 @@ impl Wasmtime {
         Ok(b)
     }
 
-    fn prepare_core(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimePrepared> {
+    fn load_core(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimeLoaded> {
         let module: Module = self.load(
             plan,
             cache,
@@ -218,22 +231,14 @@ impl Wasmtime {
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |d: &mut CoreData| &mut d.wasi)
             .map_err(engine_err)?;
         let pre = linker.instantiate_pre(&module).map_err(invalid(plan))?;
-        let data = CoreData {
-            wasi: Self::wasi_builder(plan)?.build_p1(),
-            cap: MemoryCap {
-                limit: plan.memory_limit,
-                exceeded: false,
-            },
-        };
-        Ok(WasmtimePrepared::Core {
+        Ok(WasmtimeLoaded::Core {
             engine: self.engine.clone(),
             pre,
-            data,
             export,
         })
     }
 
-    fn prepare_component(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimePrepared> {
+    fn load_component(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimeLoaded> {
         if plan.entrypoint.export != wasmlet_oci::entrypoint::DEFAULT_EXPORT {
             return Err(Error::ModuleInvalid {
                 module: plan.entrypoint.guest_path.clone(),
@@ -251,25 +256,16 @@ impl Wasmtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
         let pre = linker.instantiate_pre(&component).map_err(invalid(plan))?;
         let pre = CommandPre::new(pre).map_err(invalid(plan))?;
-        let ctx = P2Ctx {
-            wasi: Self::wasi_builder(plan)?.build(),
-            table: ResourceTable::new(),
-            cap: MemoryCap {
-                limit: plan.memory_limit,
-                exceeded: false,
-            },
-        };
-        Ok(WasmtimePrepared::Component {
+        Ok(WasmtimeLoaded::Component {
             engine: self.engine.clone(),
             pre,
-            ctx,
         })
     }
 }
 
 impl Engine for Wasmtime {
     const NAME: &'static str = "wasmtime";
-    type Prepared = WasmtimePrepared;
+    type Loaded = WasmtimeLoaded;
 
     fn new() -> Result<Self> {
         let mut config = Config::new();
@@ -283,11 +279,50 @@ impl Engine for Wasmtime {
         })
     }
 
-    fn prepare(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimePrepared> {
+    fn load(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimeLoaded> {
         match plan.entrypoint.kind {
-            WasmKind::Module => self.prepare_core(plan, cache),
-            WasmKind::Component => self.prepare_component(plan, cache),
+            WasmKind::Module => self.load_core(plan, cache),
+            WasmKind::Component => self.load_component(plan, cache),
+            WasmKind::Native => Err(Error::Engine(format!(
+                "{} is a native executable, not WebAssembly",
+                plan.entrypoint.guest_path
+            ))),
         }
+    }
+}
+
+impl Loaded for WasmtimeLoaded {
+    type Prepared = WasmtimePrepared;
+
+    fn link(self, plan: &WasiPlan) -> Result<WasmtimePrepared> {
+        let cap = MemoryCap {
+            limit: plan.memory_limit,
+            exceeded: false,
+        };
+        Ok(match self {
+            WasmtimeLoaded::Core {
+                engine,
+                pre,
+                export,
+            } => WasmtimePrepared::Core {
+                engine,
+                pre,
+                data: CoreData {
+                    wasi: Wasmtime::wasi_builder(plan)?.build_p1(),
+                    cap,
+                },
+                export,
+            },
+            WasmtimeLoaded::Component { engine, pre } => WasmtimePrepared::Component {
+                engine,
+                pre,
+                ctx: P2Ctx {
+                    wasi: Wasmtime::wasi_builder(plan)?.build(),
+                    table: ResourceTable::new(),
+                    cap,
+                },
+            },
+        })
     }
 }
 

@@ -1,0 +1,39 @@
+//! Linux isolation of every workload, done by the workload process itself between receiving
+//! its request and reporting ready: namespaces (new, and joined by path), the rootfs with
+//! the spec's mounts and devices behind pivot_root, masked and read-only paths, hostname,
+//! sysctls, oom_score_adj, rlimits, user and groups, capabilities, no_new_privileges and
+//! seccomp. The cgroup is the shim's side ([`crate::cgroups`]): the workload is already in
+//! it when it starts.
+
+pub mod cgroupfs;
+pub mod namespaces;
+pub mod options;
+mod process;
+mod rootfs;
+pub mod seccomp;
+
+use std::path::Path;
+
+use oci_spec::runtime::Spec;
+
+pub use namespaces::Entered;
+
+use crate::error::Result;
+
+/// Join and create the spec's namespaces, but for PID and time (which forbid threads).
+pub fn enter_namespaces(spec: &Spec) -> Result<Entered> {
+    namespaces::enter(spec)
+}
+
+/// Join or create the PID and time namespaces, right before the fork into the init.
+pub fn enter_pid_namespace(entered: &Entered) -> Result<()> {
+    namespaces::enter_pid(entered)
+}
+
+/// In the container's init: build its filesystem at `rootfs` and pivot into it, set the
+/// system attributes, then drop privileges as the spec says.
+pub fn setup(spec: &Spec, rootfs: &Path, entered: &Entered) -> Result<()> {
+    rootfs::setup(spec, rootfs, entered)?;
+    process::system(spec, entered)?;
+    process::drop_privileges(spec)
+}

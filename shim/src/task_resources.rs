@@ -1,0 +1,104 @@
+//! The cgroup-backed part of the Task API: Pids, Pause and Resume (with their events),
+//! Stats and Update. Each goes through the task's [`crate::instance::Instance`].
+
+use containerd_shim::api::{
+    PauseRequest, PidsRequest, PidsResponse, ResumeRequest, StatsRequest, StatsResponse,
+    UpdateTaskRequest,
+};
+use containerd_shim::protos::events::task::{TaskPaused, TaskResumed};
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::protos::types::task::ProcessInfo;
+use oci_spec::runtime::LinuxResources;
+
+use super::TaskService;
+use crate::error::{Error, Result};
+use crate::events::EventSink;
+use crate::instance::Launcher;
+use crate::state::{Op, Status};
+
+impl<L: Launcher, S: EventSink> TaskService<L, S> {
+    /// Pids: every process of the workload.
+    pub fn pids(&self, req: PidsRequest) -> Result<PidsResponse> {
+        let mut reg = self.lock();
+        let task = Self::task(&mut reg, &req.id)?;
+        let pids = if task.status.is_live() {
+            task.instance.pids()?
+        } else {
+            Vec::new()
+        };
+        Ok(PidsResponse {
+            processes: pids
+                .into_iter()
+                .map(|pid| ProcessInfo {
+                    pid,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    /// Pause: freeze every process of a running workload.
+    pub fn pause(&self, req: PauseRequest) -> Result<()> {
+        let mut reg = self.lock();
+        let task = Self::task(&mut reg, &req.id)?;
+        let next = task.status.apply(Op::Pause, &req.id)?;
+        task.instance.freeze(true)?;
+        task.status = next;
+        self.events.publish(Box::new(TaskPaused {
+            container_id: req.id,
+            ..Default::default()
+        }));
+        Ok(())
+    }
+
+    /// Resume: thaw a paused workload.
+    pub fn resume(&self, req: ResumeRequest) -> Result<()> {
+        let mut reg = self.lock();
+        let task = Self::task(&mut reg, &req.id)?;
+        let next = task.status.apply(Op::Resume, &req.id)?;
+        task.instance.freeze(false)?;
+        task.status = next;
+        self.events.publish(Box::new(TaskResumed {
+            container_id: req.id,
+            ..Default::default()
+        }));
+        Ok(())
+    }
+
+    /// Stats: the workload's cgroup metrics.
+    pub fn stats(&self, req: StatsRequest) -> Result<StatsResponse> {
+        let mut reg = self.lock();
+        let task = Self::task(&mut reg, &req.id)?;
+        if !task.status.is_live() {
+            return Err(Error::ProcessFinished { id: req.id });
+        }
+        Ok(StatsResponse {
+            stats: MessageField::some(task.instance.stats()?),
+            ..Default::default()
+        })
+    }
+
+    /// Update: apply new `linux.resources` (containerd sends the runtime-spec JSON).
+    pub fn update(&self, req: UpdateTaskRequest) -> Result<()> {
+        let mut reg = self.lock();
+        let task = Self::task(&mut reg, &req.id)?;
+        if !matches!(
+            task.status,
+            Status::Created | Status::Running | Status::Paused
+        ) {
+            return Err(Error::ProcessFinished { id: req.id });
+        }
+        let value = req
+            .resources
+            .as_ref()
+            .map(|a| a.value.as_slice())
+            .unwrap_or_default();
+        let resources: LinuxResources =
+            serde_json::from_slice(value).map_err(|e| Error::SpecInvalid {
+                field: "resources of Update".into(),
+                message: e.to_string(),
+            })?;
+        task.instance.update(&resources)
+    }
+}

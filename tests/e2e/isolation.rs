@@ -1,0 +1,452 @@
+//! Linux isolation through the shim (root, as the whole suite): native containers (busybox)
+//! and modules see their own PID namespace, mounts and cgroup; the spec's hostname, user,
+//! capabilities, masked paths, pids limit and seccomp apply; namespaces are joined by path;
+//! Pause/Resume, Stats, Update, Kill --all and OOM go through the cgroup.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use wasmlet_tests::cmd::eventually;
+use wasmlet_tests::containerd::Containerd;
+use wasmlet_tests::fixtures::{rootfs, wat};
+
+use crate::lifecycle::{remove, task_status, wait_stopped};
+use crate::support::{assert_clean, rt, run_rootfs, Events, Test, NS};
+
+pub const TESTS: &[(&str, Test)] = &[
+    (
+        "isolation::native_busybox_is_pid1_with_its_memory_limit",
+        native_busybox,
+    ),
+    (
+        "isolation::module_sees_its_own_proc_and_cgroup",
+        module_sees_its_container,
+    ),
+    (
+        "isolation::spec_hostname_user_caps_masks_and_pids_limit",
+        spec_attributes,
+    ),
+    ("isolation::joins_a_network_namespace_by_path", joins_netns),
+    (
+        "isolation::pause_and_resume_stop_and_restart_ticking",
+        pause_resume,
+    ),
+    (
+        "isolation::stats_and_update_use_the_cgroup",
+        stats_and_update,
+    ),
+    ("isolation::kill_all_reaches_every_process", kill_all),
+    ("isolation::native_oom_exits_137_with_oom_event", native_oom),
+    ("isolation::seccomp_profile_applies", seccomp),
+];
+
+const APPLETS: &[&str] = &[
+    "sh", "cat", "echo", "hostname", "id", "grep", "wc", "ls", "sleep", "readlink", "dd", "mkdir",
+];
+
+/// A rootfs with a static busybox and its applets, readable by any user.
+fn busybox_rootfs(extra: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian's busybox-static)");
+    let mut files = vec![("/bin/busybox", busybox)];
+    files.extend(extra.iter().cloned());
+    let dir = rootfs(&files);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("bin"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("bin/busybox"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    for applet in APPLETS {
+        std::os::unix::fs::symlink("busybox", dir.path().join("bin").join(applet)).unwrap();
+    }
+    dir
+}
+
+/// Whether the host has cgroup v1 controllers (this machine: v1 plus a v2 `unified` mount).
+fn cgroup_v1() -> bool {
+    Path::new("/sys/fs/cgroup/memory").is_dir()
+}
+
+/// The memory limit file of a cgroup, `rel` below the hierarchy root.
+fn memory_limit_file(rel: &str) -> String {
+    if cgroup_v1() {
+        format!("/sys/fs/cgroup/memory/{rel}/memory.limit_in_bytes")
+    } else {
+        format!("/sys/fs/cgroup/{rel}/memory.max")
+    }
+}
+
+/// `ctr run -d` of `args` in `dir` with stdout to `log`.
+fn run_detached(
+    ctd: &Containerd,
+    id: &str,
+    dir: &Path,
+    log: &Path,
+    flags: &[&str],
+    args: &[&str],
+) -> u32 {
+    let d = dir.to_string_lossy().into_owned();
+    let uri = format!("file://{}", log.display());
+    let mut all = vec!["run", "-d", "--runtime", rt(ctd), "--log-uri", &uri];
+    all.extend_from_slice(flags);
+    all.extend_from_slice(&["--rootfs", &d, id]);
+    all.extend_from_slice(args);
+    ctd.ctr(NS, &all).ok("ctr run -d");
+    let (status, pid) = task_status(ctd, id).expect("task listed");
+    assert_eq!(status, "RUNNING");
+    pid
+}
+
+fn kill_and_remove(ctd: &Containerd, id: &str) {
+    ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", id])
+        .ok("ctr task kill");
+    wait_stopped(ctd, id);
+    remove(ctd, id, 137);
+}
+
+/// The line of `/proc/self/cgroup` that shows a process in cgroup `/wasmlet-e2e/<id>`.
+fn own_cgroup_line(id: &str) -> String {
+    if cgroup_v1() {
+        format!(":memory:/{NS}/{id}\n")
+    } else {
+        format!("0::/{NS}/{id}\n")
+    }
+}
+
+fn native_busybox(ctd: &Containerd) {
+    let dir = busybox_rootfs(&[]);
+    let out = run_rootfs(
+        ctd,
+        "native",
+        dir.path(),
+        &[],
+        &[
+            "/bin/sh",
+            "-c",
+            "echo pid=$$; cat /proc/self/cgroup; ls /proc/1/ns >/dev/null && echo proc-ok",
+        ],
+    )
+    .ok("ctr run busybox");
+    let text = out.stdout_str();
+    assert!(text.contains("pid=1\n"), "{out:?}");
+    assert!(text.contains(&own_cgroup_line("native")), "{out:?}");
+    assert!(text.contains("proc-ok\n"), "{out:?}");
+    assert_clean(ctd, "native");
+}
+
+fn module_sees_its_container(ctd: &Containerd) {
+    let dir = rootfs(&[("/readfile.wasm", wat("readfile"))]);
+    let out = run_rootfs(
+        ctd,
+        "probe-pid",
+        dir.path(),
+        &[],
+        &["/readfile.wasm", "proc/self/stat"],
+    )
+    .ok("ctr run readfile");
+    assert!(
+        out.stdout_str().starts_with("1 ("),
+        "the module is pid 1: {}",
+        out.stdout_str()
+    );
+    assert_clean(ctd, "probe-pid");
+    let out = run_rootfs(
+        ctd,
+        "probe-cg",
+        dir.path(),
+        &[],
+        &["/readfile.wasm", "proc/self/cgroup"],
+    )
+    .ok("ctr run readfile");
+    assert!(
+        out.stdout_str().contains(&own_cgroup_line("probe-cg")),
+        "{}",
+        out.stdout_str()
+    );
+    assert_clean(ctd, "probe-cg");
+}
+
+/// containerd's default spec (`ctr oci spec`) for `args` in `dir`, as container `id`.
+fn default_spec(ctd: &Containerd, id: &str, dir: &Path, args: &[&str]) -> serde_json::Value {
+    let text = ctd
+        .ctr(NS, &["oci", "spec"])
+        .ok("ctr oci spec")
+        .stdout_str();
+    let mut spec: serde_json::Value = serde_json::from_str(&text).expect("spec JSON");
+    spec["root"] = serde_json::json!({"path": dir, "readonly": false});
+    spec["process"]["args"] = serde_json::json!(args);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{NS}/{id}"));
+    spec
+}
+
+/// `ctr run --rm --config <spec>` (the spec is used as it is).
+fn run_spec(ctd: &Containerd, id: &str, spec: &serde_json::Value) -> wasmlet_tests::cmd::Output {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(spec).unwrap()).unwrap();
+    let path = file.path().to_string_lossy().into_owned();
+    ctd.ctr_timeout(
+        NS,
+        &["run", "--rm", "--runtime", rt(ctd), "--config", &path, id],
+        Some(b""),
+        Duration::from_secs(60),
+    )
+}
+
+fn spec_attributes(ctd: &Containerd) {
+    let dir = busybox_rootfs(&[]);
+    let pids = if cgroup_v1() {
+        "/sys/fs/cgroup/pids/pids.max"
+    } else {
+        "/sys/fs/cgroup/pids.max"
+    };
+    let script = format!(
+        "echo host=$(hostname); echo user=$(id -u):$(id -g):$(id -G); grep CapBnd /proc/self/status; \
+         echo timer_list=$(wc -c < /proc/timer_list); echo pids=$(cat {pids} 2>&1); \
+         (echo x > /proc/sys/kernel/domainname) 2>/dev/null || echo procsys-ro"
+    );
+    let mut spec = default_spec(ctd, "attrs", dir.path(), &["/bin/sh", "-c", &script]);
+    spec["hostname"] = "wasmlet-probe".into();
+    spec["process"]["user"] =
+        serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [2000]});
+    spec["linux"]["resources"]["pids"] = serde_json::json!({"limit": 16});
+    // The mount CRI adds (containerd's own default spec has none): the container's cgroups.
+    spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+            "options": ["ro", "nosuid", "noexec", "nodev"]
+        }));
+    let out = run_spec(ctd, "attrs", &spec).ok("ctr run --config");
+    let text = out.stdout_str();
+    assert!(text.contains("host=wasmlet-probe\n"), "{text}");
+    assert!(text.contains("user=1000:1000:1000 2000\n"), "{text}");
+    // containerd's default capability set, nothing more.
+    assert!(text.contains("CapBnd:\t00000000a80425fb\n"), "{text}");
+    // Root-only /proc/timer_list is masked with /dev/null: readable, and empty.
+    assert!(
+        text.contains("timer_list=0\n"),
+        "masked /proc/timer_list: {text}"
+    );
+    assert!(text.contains("pids=16\n"), "{text}");
+    assert!(text.contains("procsys-ro\n"), "read-only /proc/sys: {text}");
+    assert_clean(ctd, "attrs");
+}
+
+fn joins_netns(ctd: &Containerd) {
+    let dir = busybox_rootfs(&[]);
+    let log = dir.path().join("..").join(format!("{}.log", "netns-a"));
+    let pid = run_detached(
+        ctd,
+        "netns-a",
+        dir.path(),
+        &log,
+        &[],
+        &["/bin/sleep", "300"],
+    );
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(
+        theirs, ours,
+        "a new network namespace for the first container"
+    );
+    let with = format!("network:/proc/{pid}/ns/net");
+    let out = run_rootfs(
+        ctd,
+        "netns-b",
+        dir.path(),
+        &["--with-ns", &with],
+        &["/bin/readlink", "/proc/self/ns/net"],
+    )
+    .ok("ctr run --with-ns");
+    assert_eq!(out.stdout_str().trim(), theirs.to_string_lossy());
+    assert_clean(ctd, "netns-b");
+    kill_and_remove(ctd, "netns-a");
+    let _ = std::fs::remove_file(&log);
+}
+
+fn ticks(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("tick")
+        .count()
+}
+
+fn pause_resume(ctd: &Containerd) {
+    let events = Events::start(ctd);
+    let dir = rootfs(&[("/sleep.wasm", wat("sleep"))]);
+    let log = dir.path().join("ticks.log");
+    run_detached(ctd, "ticker", dir.path(), &log, &[], &["/sleep.wasm"]);
+    assert!(
+        eventually(Duration::from_secs(10), || ticks(&log) >= 1),
+        "no tick"
+    );
+    ctd.ctr(NS, &["task", "pause", "ticker"])
+        .ok("ctr task pause");
+    assert_eq!(task_status(ctd, "ticker").unwrap().0, "PAUSED");
+    let frozen = ticks(&log);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(ticks(&log), frozen, "a paused module stopped ticking");
+    ctd.ctr(NS, &["task", "resume", "ticker"])
+        .ok("ctr task resume");
+    assert!(
+        eventually(Duration::from_secs(10), || ticks(&log) > frozen),
+        "a resumed module ticks again"
+    );
+    let lines = events.wait_for("ticker", "/tasks/resumed");
+    let pos = |t: &str| lines.iter().position(|l| l.contains(t));
+    assert!(
+        pos("/tasks/paused").is_some() && pos("/tasks/paused") < pos("/tasks/resumed"),
+        "{lines:?}"
+    );
+    kill_and_remove(ctd, "ticker");
+}
+
+fn stats_and_update(ctd: &Containerd) {
+    let dir = rootfs(&[("/sleep.wasm", wat("sleep"))]);
+    let log = dir.path().join("out.log");
+    run_detached(
+        ctd,
+        "stats",
+        dir.path(),
+        &log,
+        &["--memory-limit", "67108864"],
+        &["/sleep.wasm"],
+    );
+    let metrics = ctd
+        .ctr(NS, &["task", "metrics", "stats"])
+        .ok("ctr task metrics")
+        .stdout_str();
+    let usage = metrics
+        .lines()
+        .find_map(|l| {
+            let mut cols = l.split_whitespace();
+            let name = cols.next()?;
+            (name == "memory.usage_in_bytes" || name == "memory.usage").then(|| cols.next())?
+        })
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no memory usage in:\n{metrics}"));
+    assert!(usage > 0, "{metrics}");
+    let file = memory_limit_file(&format!("{NS}/stats"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "67108864");
+    wasmlet_tests::api::update_task(
+        ctd,
+        NS,
+        "stats",
+        &serde_json::json!({"memory": {"limit": 33554432}}),
+    )
+    .expect("Update through the API");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "33554432");
+    kill_and_remove(ctd, "stats");
+}
+
+fn kill_all(ctd: &Containerd) {
+    let dir = busybox_rootfs(&[]);
+    let log = dir.path().join("..").join("killall.log");
+    run_detached(
+        ctd,
+        "killall",
+        dir.path(),
+        &log,
+        &[],
+        &[
+            "/bin/sh",
+            "-c",
+            "sleep 300 & sleep 300 & sleep 301; echo never",
+        ],
+    );
+    let mut pids = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let ps = ctd
+                .ctr(NS, &["task", "ps", "killall"])
+                .ok("ctr task ps")
+                .stdout_str();
+            pids = ps
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+                .collect();
+            pids.len() >= 4
+        }),
+        "sh and three sleeps listed: {pids:?}"
+    );
+    ctd.ctr(NS, &["task", "kill", "--all", "-s", "SIGKILL", "killall"])
+        .ok("ctr task kill --all");
+    wait_stopped(ctd, "killall");
+    let gone = eventually(Duration::from_secs(10), || {
+        pids.iter().all(|p| crate::lifecycle::is_zombie(*p))
+    });
+    assert!(gone, "every process of {pids:?} is gone");
+    remove(ctd, "killall", 137);
+    let _ = std::fs::remove_file(&log);
+}
+
+fn native_oom(ctd: &Containerd) {
+    let events = Events::start(ctd);
+    let dir = busybox_rootfs(&[]);
+    let out = run_rootfs(
+        ctd,
+        "native-oom",
+        dir.path(),
+        &["--memory-limit", "16777216"],
+        &[
+            "/bin/dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=64M",
+            "count=1",
+        ],
+    );
+    assert_eq!(out.code, Some(137), "{out:?}");
+    let lines = events.wait_for("native-oom", "/tasks/exit");
+    let pos = |t: &str| lines.iter().position(|l| l.contains(t));
+    assert!(
+        pos("/tasks/oom").is_some() && pos("/tasks/oom") < pos("/tasks/exit"),
+        "{lines:?}"
+    );
+    assert_clean(ctd, "native-oom");
+}
+
+fn seccomp(ctd: &Containerd) {
+    let profile = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    let dir = busybox_rootfs(&[("/hello.wasm", wat("hello"))]);
+    let file = dir.path().join("..").join("wasmlet-seccomp.json");
+    std::fs::write(&file, serde_json::to_vec(&profile).unwrap()).unwrap();
+    let path = file.to_string_lossy().into_owned();
+    let flags = ["--seccomp", "--seccomp-profile", path.as_str()];
+    let out = run_rootfs(
+        ctd,
+        "seccomp-native",
+        dir.path(),
+        &flags,
+        &["/bin/sh", "-c", "mkdir /made 2>&1; echo rc=$?"],
+    );
+    let text = out.stdout_str();
+    assert!(
+        text.contains("Operation not permitted") && text.contains("rc=1"),
+        "{out:?}"
+    );
+    assert_clean(ctd, "seccomp-native");
+    // The engine runs under the same filter: containerd's default profile lets it work.
+    let out = run_rootfs(
+        ctd,
+        "seccomp-wasm",
+        dir.path(),
+        &["--seccomp"],
+        &["/hello.wasm"],
+    )
+    .ok("ctr run --seccomp");
+    assert_eq!(out.stdout_str(), "hello from wasm\n");
+    assert_clean(ctd, "seccomp-wasm");
+    let _ = std::fs::remove_file(&file);
+}
