@@ -15,7 +15,7 @@ use containerd_shim::publisher::RemotePublisher;
 pub type BoxedEvent = Box<dyn Event + Send>;
 
 /// Receives the events a task service publishes.
-pub trait EventSink: Send + Sync + 'static {
+pub trait EventSink: Clone + Send + Sync + 'static {
     fn publish(&self, event: BoxedEvent);
 }
 

@@ -55,6 +55,10 @@ pub trait Instance: Send + Sync {
     /// Whether the workload, now exited, was stopped for exceeding its memory limit (by
     /// the engine's cap or by the kernel's OOM killer in its cgroup).
     fn out_of_memory(&self) -> bool;
+    /// Call `on_oom` whenever the kernel's OOM killer kills a process of the workload
+    /// while it runs. Kills that [`Instance::out_of_memory`] has already accounted for at
+    /// exit are not reported again, and nothing is reported after it.
+    fn watch_oom(&self, _on_oom: Box<dyn Fn() + Send>) {}
     /// A process that served the launch and exits on its own; its exit is not the task's.
     fn helper_pid(&self) -> Option<u32> {
         None

@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use nix::sys::signal::{kill, Signal};
@@ -191,6 +191,7 @@ impl Launcher for ProcessLauncher {
         drop(unwind);
         Ok(Box::new(ProcessInstance {
             pid,
+            oom: Arc::default(),
             helper: (helper != pid).then_some(helper),
             ctl: Mutex::new(Some(ctl)),
             io: Mutex::new(Some(io_guard)),
@@ -243,9 +244,17 @@ impl ProcessLauncher {
     }
 }
 
+/// OOM kills already reported while the workload ran, and whether its exit was seen.
+#[derive(Default)]
+struct OomState {
+    reported: u64,
+    exited: bool,
+}
+
 /// A workload process created by [`ProcessLauncher`].
 pub struct ProcessInstance {
     pid: u32,
+    oom: Arc<Mutex<OomState>>,
     helper: Option<u32>,
     ctl: Mutex<Option<UnixStream>>,
     io: Mutex<Option<StdioGuard>>,
@@ -304,7 +313,30 @@ impl Instance for ProcessInstance {
         let marked = std::fs::metadata(self.state_path.with_file_name(OOM_MARKER))
             .map(|m| m.len() > 0)
             .unwrap_or(false);
-        marked || self.cgroup.oom_kills() > 0
+        let mut oom = self.oom.lock().unwrap_or_else(|p| p.into_inner());
+        oom.exited = true;
+        marked || self.cgroup.oom_kills() > oom.reported
+    }
+
+    fn watch_oom(&self, on_oom: Box<dyn Fn() + Send>) {
+        let oom = self.oom.clone();
+        let path = self.cgroup.path().to_path_buf();
+        let Ok(counter) = Cgroup::open(&path) else {
+            return;
+        };
+        let report = Box::new(move || {
+            // Under the lock: either this report comes first, or the exit accounts for it.
+            let mut state = oom.lock().unwrap_or_else(|p| p.into_inner());
+            // The kill may not be counted yet when the kernel signals the OOM: count this
+            // one either way, so that the exit does not report it again.
+            if !state.exited {
+                state.reported = counter.oom_kills().max(state.reported + 1);
+                on_oom();
+            }
+        });
+        if let Err(e) = self.cgroup.watch_oom(report) {
+            log::warn!("not watching for OOM kills: {e}");
+        }
     }
 
     fn pids(&self) -> Result<Vec<u32>> {

@@ -187,6 +187,14 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         if let Some(exit) = exit {
             self.record_exit(&req.id, &mut task, exit);
         }
+        let sink = self.events.clone();
+        let id = req.id.clone();
+        task.instance.watch_oom(Box::new(move || {
+            sink.publish(Box::new(TaskOOM {
+                container_id: id.clone(),
+                ..Default::default()
+            }))
+        }));
         reg.tasks.insert(req.id, task);
         Ok(CreateTaskResponse {
             pid,

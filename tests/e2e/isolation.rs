@@ -38,6 +38,10 @@ pub const TESTS: &[(&str, Test)] = &[
     ),
     ("isolation::kill_all_reaches_every_process", kill_all),
     ("isolation::native_oom_exits_137_with_oom_event", native_oom),
+    (
+        "isolation::oom_kill_while_running_is_reported_once",
+        oom_while_running,
+    ),
     ("isolation::seccomp_profile_applies", seccomp),
 ];
 
@@ -412,6 +416,38 @@ fn native_oom(ctd: &Containerd) {
         "{lines:?}"
     );
     assert_clean(ctd, "native-oom");
+}
+
+fn oom_while_running(ctd: &Containerd) {
+    let events = Events::start(ctd);
+    let dir = busybox_rootfs(&[]);
+    let log = dir.path().join("..").join("oom-running.log");
+    run_detached(
+        ctd,
+        "oom-running",
+        dir.path(),
+        &log,
+        &["--memory-limit", "16777216"],
+        &[
+            "/bin/sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1; echo survived; sleep 300",
+        ],
+    );
+    let lines = events.wait_for("oom-running", "/tasks/oom");
+    assert!(lines.iter().any(|l| l.contains("/tasks/oom")), "{lines:?}");
+    assert_eq!(task_status(ctd, "oom-running").unwrap().0, "RUNNING");
+    assert!(
+        eventually(Duration::from_secs(10), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("survived")),
+        "the shell outlived its OOM-killed child"
+    );
+    kill_and_remove(ctd, "oom-running");
+    let lines = events.wait_for("oom-running", "/tasks/delete");
+    let ooms = lines.iter().filter(|l| l.contains("/tasks/oom")).count();
+    assert_eq!(ooms, 1, "one OOM kill, one event: {lines:?}");
+    let _ = std::fs::remove_file(&log);
 }
 
 fn seccomp(ctd: &Containerd) {

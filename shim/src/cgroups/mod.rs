@@ -7,6 +7,7 @@
 //! shim does not ask systemd to create a scope.
 
 mod metrics;
+mod oom;
 
 use std::path::{Path, PathBuf};
 
@@ -209,25 +210,43 @@ impl Cgroup {
         })
     }
 
+    /// The memory controller's directory of this cgroup.
+    fn memory_dir(&self) -> Option<PathBuf> {
+        let mount = if self.v2 {
+            libcgroups::v2::util::get_unified_mount_point().ok()?
+        } else {
+            libcgroups::v1::util::get_subsystem_mount_point(&libcgroups::v1::ControllerType::Memory)
+                .ok()?
+        };
+        Some(mount.join(self.rel()))
+    }
+
     /// How many times the kernel's OOM killer has killed a process of this cgroup.
     pub fn oom_kills(&self) -> u64 {
         let file = if self.v2 {
-            libcgroups::v2::util::get_unified_mount_point()
-                .ok()
-                .map(|m| m.join(self.rel()).join("memory.events"))
+            "memory.events"
         } else {
-            libcgroups::v1::util::get_subsystem_mount_point(&libcgroups::v1::ControllerType::Memory)
-                .ok()
-                .map(|m| m.join(self.rel()).join("memory.oom_control"))
+            "memory.oom_control"
         };
-        file.and_then(|f| std::fs::read_to_string(f).ok())
-            .and_then(|text| {
-                text.lines().find_map(|l| {
-                    l.strip_prefix("oom_kill ")
-                        .and_then(|n| n.trim().parse().ok())
-                })
-            })
+        self.memory_dir()
+            .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+            .map(|text| oom::oom_kill_count(&text))
             .unwrap_or(0)
+    }
+
+    /// Run `on_oom` on a thread of its own after each OOM kill in this cgroup, until the
+    /// cgroup is removed.
+    pub fn watch_oom(&self, on_oom: Box<dyn Fn() + Send>) -> Result<()> {
+        let dir = self.memory_dir().ok_or_else(|| Error::Cgroup {
+            path: self.path.clone(),
+            message: "no memory controller to watch for OOM kills".into(),
+        })?;
+        let watch = if self.v2 {
+            oom::Watch::V2 { dir }
+        } else {
+            oom::Watch::V1 { dir }
+        };
+        watch.spawn(on_oom)
     }
 
     fn rel(&self) -> &Path {

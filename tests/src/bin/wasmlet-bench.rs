@@ -1,6 +1,7 @@
 //! `make bench`: start-to-exit time of `ctr run --rm` and the memory of the shim process
-//! tree, for our Wasmtime shim with the hello example against runc with a static busybox
-//! `echo` (the baseline), measured side by side in one invocation and reported as ratios.
+//! tree, for our Wasmtime shim with the hello example (and with the same static busybox run
+//! natively) against runc with a static busybox `echo` (the baseline), measured side by
+//! side in one invocation and reported as ratios.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -34,6 +35,12 @@ const WASMEDGE: Runtime = Runtime {
     runtime: "io.containerd.wasmedge.v1",
     image: WASM_IMAGE,
     shim: "containerd-shim-wasmedge-v1",
+};
+const NATIVE: Runtime = Runtime {
+    name: "wasmlet native busybox echo",
+    runtime: "io.containerd.wasmtime.v1",
+    image: BUSYBOX_IMAGE,
+    shim: "containerd-shim-wasmtime-v1",
 };
 const RUNC: Runtime = Runtime {
     name: "runc busybox echo",
@@ -145,7 +152,10 @@ fn tree_memory(pid: u32) -> (u64, u64, usize) {
 }
 
 fn idle_memory(ctd: &Containerd, rt: &Runtime, image: &str, args: &[&str]) -> (u64, u64, usize) {
-    let id = format!("mem-{}", rt.shim.trim_start_matches("containerd-shim-"));
+    let id = format!(
+        "mem-{}",
+        rt.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    );
     let mut cmd = vec!["run", "-d", "--runtime", rt.runtime, image, &id];
     cmd.extend_from_slice(args);
     ctd.ctr(NS, &cmd).ok("ctr run -d");
@@ -215,15 +225,18 @@ fn main() {
     for i in 0..3 {
         time_run(&ctd, &OURS, &format!("warm-w{i}"));
         time_run(&ctd, &RUNC, &format!("warm-r{i}"));
+        time_run(&ctd, &NATIVE, &format!("warm-n{i}"));
     }
     let wasmedge = opts.shim_dir.join(WASMEDGE.shim).exists();
     if wasmedge {
         time_run(&ctd, &WASMEDGE, "warm-e");
     }
-    let (mut ours, mut runc, mut edge) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut runc, mut edge, mut native) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
         ours.push(time_run(&ctd, &OURS, &format!("w{i}")));
         runc.push(time_run(&ctd, &RUNC, &format!("r{i}")));
+        native.push(time_run(&ctd, &NATIVE, &format!("n{i}")));
         if wasmedge {
             edge.push(time_run(&ctd, &WASMEDGE, &format!("e{i}")));
         }
@@ -245,6 +258,7 @@ fn main() {
     if wasmedge {
         row(WASMEDGE.name, edge);
     }
+    row(NATIVE.name, native);
     println!(
         "  first start of hello.wasm under wasmtime (compile + cache): {:.1} ms",
         ms(first)
@@ -260,6 +274,12 @@ fn main() {
         &["/bin/busybox", "sleep", "300"],
     );
     let edge_mem = wasmedge.then(|| idle_memory(&ctd, &WASMEDGE, SLEEP_IMAGE, &[]));
+    let (rn, pn, nn) = idle_memory(
+        &ctd,
+        &NATIVE,
+        BUSYBOX_IMAGE,
+        &["/bin/busybox", "sleep", "300"],
+    );
     println!("\nshim process tree while the workload sleeps (KiB)   RSS      PSS  processes");
     println!(
         "  {:<44} {:>7} {:>8} {:>4}",
@@ -281,8 +301,17 @@ fn main() {
         );
     }
     println!(
+        "  {:<44} {:>7} {:>8} {:>4}",
+        "wasmlet: shim + native busybox sleep", rn, pn, nn
+    );
+    println!(
         "  ratio wasmlet (wasmtime) / runc: RSS {:.2}x, PSS {:.2}x",
         ro as f64 / rr as f64,
         po as f64 / pr as f64
+    );
+    println!(
+        "  ratio wasmlet native / runc: RSS {:.2}x, PSS {:.2}x",
+        rn as f64 / rr as f64,
+        pn as f64 / pr as f64
     );
 }
