@@ -67,21 +67,19 @@ impl Watch {
                     .add_watch(&events, AddWatchFlags::IN_MODIFY)
                     .map_err(Error::sys(format!("watching {}", events.display())))?;
                 let mut seen = read_count(&events);
-                spawn_thread(move || loop {
-                    let Ok(batch) = inotify.read_events() else {
-                        break;
-                    };
-                    if batch
-                        .iter()
-                        .any(|e| e.mask.contains(AddWatchFlags::IN_IGNORED))
-                        || !dir.exists()
-                    {
-                        break;
-                    }
-                    let now = read_count(&events);
-                    if now > seen {
-                        seen = now;
-                        on_oom();
+                spawn_thread(move || {
+                    while let Ok(batch) = inotify.read_events() {
+                        let gone = batch
+                            .iter()
+                            .any(|e| e.mask.contains(AddWatchFlags::IN_IGNORED));
+                        if gone || !dir.exists() {
+                            break;
+                        }
+                        let now = read_count(&events);
+                        if now > seen {
+                            seen = now;
+                            on_oom();
+                        }
                     }
                 })
             }
