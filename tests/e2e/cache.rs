@@ -53,7 +53,9 @@ fn entry_of(ctd: &Containerd, id: &str) -> std::path::PathBuf {
         .unwrap_or_else(|| panic!("no compile cache line for {id}"));
     let path = line
         .split_whitespace()
-        .find(|w| w.contains("/wasmtime/") && w.contains(".bin"))
+        .find(|w| {
+            w.contains(&format!("/{}/", crate::support::engine(ctd).name)) && w.contains(".bin")
+        })
         .expect("entry path in the log line");
     std::path::PathBuf::from(path.trim_end_matches(['"', '\\']))
 }
@@ -66,9 +68,9 @@ fn filled_then_hit_then_recovered(ctd: &Containerd) {
         assert_clean(ctd, id);
     };
     run("cache-first");
-    if !crate::support::engine(ctd).compile_cache {
-        // The engine interprets: it says so, and runs the module each time all the same.
-        assert_eq!(outcome(ctd, "cache-first"), "NotUsed");
+    if !crate::support::engine(ctd).compile_cache && outcome(ctd, "cache-first") == "NotUsed" {
+        // The engine interprets (WasmEdge without its AOT compiler): it says so, and runs
+        // the module each time all the same.
         run("cache-second");
         assert_eq!(outcome(ctd, "cache-second"), "NotUsed");
         return;
@@ -115,7 +117,7 @@ fn concurrent_starts_compile_once(ctd: &Containerd) {
         }
     });
     let outcomes: Vec<String> = ids.iter().map(|id| outcome(ctd, id)).collect();
-    if !crate::support::engine(ctd).compile_cache {
+    if !crate::support::engine(ctd).compile_cache && outcomes.iter().any(|o| o == "NotUsed") {
         assert!(
             outcomes.iter().all(|o| o == "NotUsed"),
             "outcomes: {outcomes:?}"

@@ -21,7 +21,8 @@ pub struct Engine {
     pub shim: &'static str,
     /// Runs WASI preview 2 components.
     pub components: bool,
-    /// Keeps compiled modules in the compile cache.
+    /// Always keeps compiled modules in the compile cache (WasmEdge does only when its
+    /// library has the AOT compiler; otherwise it must say `NotUsed` consistently).
     pub compile_cache: bool,
     /// Stops a module that grows past its memory limit itself (exit 137, /tasks/oom);
     /// otherwise the grow is refused and the module decides.

@@ -2,7 +2,10 @@
 //! `wasmedge-sdk`. This is the only file that imports `wasmedge-sdk`.
 //!
 //! WasmEdge runs core modules only; components are refused at Create with a clear error.
-//! The compile cache is not used yet (WasmEdge's AOT needs a library built with LLVM).
+//! When the installed library has WasmEdge's AOT compiler (built with LLVM), modules are
+//! compiled ahead of time into the compile cache (universal-wasm artifacts, keyed by the
+//! library version); an interpreter-only library is detected once per workload and the
+//! module is interpreted (`compile cache: NotUsed`).
 //! The memory limit caps linear memory (`max_memory_pages`): a module sees its grow fail,
 //! as the WASI contract says, and exits as its own code decides (commonly a trap).
 
@@ -12,7 +15,7 @@ use wasmedge_sdk::config::{CommonConfigOptions, Config, ConfigBuilder, RuntimeCo
 use wasmedge_sdk::error::{CoreCommonError, CoreError, WasmEdgeError};
 use wasmedge_sdk::vm::SyncInst;
 use wasmedge_sdk::wasi::WasiModule;
-use wasmedge_sdk::{ExternalInstanceType, Module, Store, Vm};
+use wasmedge_sdk::{Compiler, ExternalInstanceType, Module, Store, Vm};
 use wasmlet_oci::{WasiPlan, WasmKind};
 
 use super::{Engine, Exit, Loaded, Prepared, TRAP_EXIT_CODE};
@@ -20,7 +23,10 @@ use crate::cache::ModuleCache;
 use crate::error::{Error, Result};
 
 /// WasmEdge, interpreter or AOT as the installed library allows.
-pub struct WasmEdge;
+pub struct WasmEdge {
+    /// The library's AOT compiler, when it has one.
+    compiler: Option<Compiler>,
+}
 
 /// A validated module with the plan it runs under.
 pub struct WasmEdgePrepared {
@@ -54,10 +60,14 @@ impl Engine for WasmEdge {
     type Loaded = WasmEdgePrepared;
 
     fn new() -> Result<Self> {
-        Ok(WasmEdge)
+        // An interpreter-only library (built without LLVM) has the compiler's entry points
+        // but cannot create one: that is the detection.
+        Ok(WasmEdge {
+            compiler: Compiler::new(None).ok(),
+        })
     }
 
-    fn load(&self, plan: &WasiPlan, _cache: &ModuleCache) -> Result<WasmEdgePrepared> {
+    fn load(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmEdgePrepared> {
         match plan.entrypoint.kind {
             WasmKind::Module => {}
             WasmKind::Component => return Err(invalid(
@@ -68,12 +78,17 @@ impl Engine for WasmEdge {
                 return Err(invalid(plan, "a native executable is not WebAssembly"))
             }
         }
-        log::info!(
-            "compile cache: NotUsed (WasmEdge interpreter; AOT needs a library built with LLVM)"
-        );
         let config = config(plan)?;
-        let module = Module::from_file(config.as_ref(), &plan.entrypoint.host_path)
-            .map_err(|e| invalid(plan, e))?;
+        let module = match &self.compiler {
+            Some(compiler) => self.load_aot(compiler, plan, cache, config.as_ref())?,
+            None => {
+                log::info!(
+                    "compile cache: NotUsed (this libwasmedge has no AOT compiler: interpreting)"
+                );
+                Module::from_file(config.as_ref(), &plan.entrypoint.host_path)
+                    .map_err(|e| invalid(plan, e))?
+            }
+        };
         let export = &plan.entrypoint.export;
         match module.get_export(export) {
             Some(ExternalInstanceType::Func(f)) if f.args_len() == 0 && f.returns_len() == 0 => {}
@@ -98,6 +113,39 @@ impl Engine for WasmEdge {
             plan: plan.clone(),
             config,
         })
+    }
+}
+
+impl WasmEdge {
+    /// The module compiled ahead of time, through the compile cache.
+    fn load_aot(
+        &self,
+        compiler: &Compiler,
+        plan: &WasiPlan,
+        cache: &ModuleCache,
+        config: Option<&Config>,
+    ) -> Result<Module> {
+        let path = &plan.entrypoint.host_path;
+        let bytes = std::fs::read(path).map_err(Error::io("reading module", path))?;
+        let fingerprint = format!(
+            "wasmedge {} aot",
+            wasmedge_sdk::utils::CoreVersion::version_string()
+        );
+        let (module, _) = cache.load_or_compile(
+            &bytes,
+            &fingerprint,
+            |b| {
+                let dir = tempfile::tempdir()
+                    .map_err(Error::io("creating a directory for", "the AOT compiler"))?;
+                let out = compiler
+                    .compile_from_bytes(b, "module", dir.path())
+                    .map_err(|e| invalid(plan, e))?;
+                std::fs::read(&out).map_err(Error::io("reading the AOT artifact", out))
+            },
+            |p| Module::from_file(config, p).map_err(|e| Error::Engine(e.to_string())),
+            |b| Module::from_bytes(config, b).map_err(|e| Error::Engine(e.to_string())),
+        )?;
+        Ok(module)
     }
 }
 

@@ -152,10 +152,12 @@ fn tree_memory(pid: u32) -> (u64, u64, usize) {
 }
 
 fn idle_memory(ctd: &Containerd, rt: &Runtime, image: &str, args: &[&str]) -> (u64, u64, usize) {
-    let id = format!(
-        "mem-{}",
-        rt.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-    );
+    let slug: Vec<&str> = rt
+        .name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let id = format!("mem-{}", slug.join("-"));
     let mut cmd = vec!["run", "-d", "--runtime", rt.runtime, image, &id];
     cmd.extend_from_slice(args);
     ctd.ctr(NS, &cmd).ok("ctr run -d");
