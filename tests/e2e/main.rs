@@ -36,10 +36,13 @@ fn main() {
             .chain(cache::TESTS)
             .chain(isolation::TESTS)
         {
+            // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
+            // libtest shows the kind as `[root]` before the name.
             let trial = Trial::test(format!("{}::{name}", engine.name), move || {
                 test(&support::containerd(engine));
                 Ok(())
-            });
+            })
+            .with_kind("root");
             trials.push(trial.with_ignored_flag(engine_unavailable.is_some()));
         }
     }
