@@ -27,6 +27,11 @@ pub const TESTS: &[(&str, Test)] = &[
         "isolation::spec_hostname_user_caps_masks_and_pids_limit",
         spec_attributes,
     ),
+    (
+        "isolation::spec_rlimits_sysctls_nnp_and_readonly_root",
+        spec_limits,
+    ),
+    ("isolation::systemd_cgroup_path_form", systemd_cgroup),
     ("isolation::joins_a_network_namespace_by_path", joins_netns),
     (
         "isolation::pause_and_resume_stop_and_restart_ticking",
@@ -241,6 +246,54 @@ fn spec_attributes(ctd: &Containerd) {
     assert!(text.contains("pids=16\n"), "{text}");
     assert!(text.contains("procsys-ro\n"), "read-only /proc/sys: {text}");
     assert_clean(ctd, "attrs");
+}
+
+fn spec_limits(ctd: &Containerd) {
+    let dir = busybox_rootfs(&[]);
+    let script = "echo nofile=$(ulimit -n); grep NoNewPrivs /proc/self/status; \
+                  echo shm_rmid_forced=$(cat /proc/sys/kernel/shm_rmid_forced); \
+                  (echo x > /written) 2>/dev/null || echo root-ro";
+    let mut spec = default_spec(ctd, "limits", dir.path(), &["/bin/sh", "-c", script]);
+    spec["root"]["readonly"] = true.into();
+    spec["process"]["rlimits"] =
+        serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
+    spec["process"]["noNewPrivileges"] = true.into();
+    // An IPC-namespaced sysctl, written before /proc/sys becomes read-only.
+    spec["linux"]["sysctl"] = serde_json::json!({"kernel.shm_rmid_forced": "1"});
+    let out = run_spec(ctd, "limits", &spec).ok("ctr run --config");
+    let text = out.stdout_str();
+    assert!(text.contains("nofile=321\n"), "{text}");
+    assert!(text.contains("NoNewPrivs:\t1\n"), "{text}");
+    assert!(text.contains("shm_rmid_forced=1\n"), "{text}");
+    assert!(text.contains("root-ro\n"), "{text}");
+    assert!(!dir.path().join("written").exists());
+    assert_clean(ctd, "limits");
+}
+
+/// kubelet's systemd cgroup driver gives `slice:prefix:name`; the shim expands it to the
+/// path systemd would use and removes it afterwards.
+fn systemd_cgroup(ctd: &Containerd) {
+    let dir = busybox_rootfs(&[]);
+    let mut spec = default_spec(ctd, "sysd", dir.path(), &["/bin/cat", "/proc/self/cgroup"]);
+    spec["linux"]["cgroupsPath"] = "wasmlet-e2e.slice:wasmlet:sysd".into();
+    let out = run_spec(ctd, "sysd", &spec).ok("ctr run --config");
+    // Slices nest by their dashes, as systemd lays them out.
+    let path = "/wasmlet.slice/wasmlet-e2e.slice/wasmlet-sysd.scope";
+    assert!(
+        out.stdout_str().contains(&format!(":memory:{path}\n")) || !cgroup_v1(),
+        "{out:?}"
+    );
+    assert!(out.stdout_str().contains(path), "{out:?}");
+    assert_clean(ctd, "sysd");
+    assert!(
+        wasmlet_tests::leaks::cgroup_dirs(path).is_empty(),
+        "{:?}",
+        wasmlet_tests::leaks::cgroup_dirs(path)
+    );
+    // The slices are parents shared by a node's containers; remove the test's own.
+    for slice in ["/wasmlet.slice/wasmlet-e2e.slice", "/wasmlet.slice"] {
+        wasmlet_tests::leaks::remove_cgroup_parent(slice);
+    }
 }
 
 fn joins_netns(ctd: &Containerd) {

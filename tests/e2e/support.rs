@@ -107,6 +107,7 @@ pub fn rt(ctd: &Containerd) -> &'static str {
 pub fn shutdown() {
     let taken = std::mem::take(&mut *CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner()));
     drop(taken);
+    leaks::remove_cgroup_parent(NS);
 }
 
 /// `ctr run --rm --runtime <RUNTIME> <flags> --rootfs <dir> <id> <args>` with a deadline.

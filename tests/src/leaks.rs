@@ -116,3 +116,11 @@ pub fn cgroup_dirs(path: &str) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// Remove the (empty) parent cgroup `path` that containerd's default cgroupsPath
+/// (`/<namespace>/<id>`) creates per namespace; directories still in use stay.
+pub fn remove_cgroup_parent(path: &str) {
+    for d in cgroup_dirs(path) {
+        let _ = std::fs::remove_dir(d);
+    }
+}

@@ -31,9 +31,11 @@ pub fn enter_pid_namespace(entered: &Entered) -> Result<()> {
 }
 
 /// In the container's init: build its filesystem at `rootfs` and pivot into it, set the
-/// system attributes, then drop privileges as the spec says.
+/// system attributes (sysctls before `/proc/sys` turns read-only), mask and protect paths,
+/// then drop privileges as the spec says.
 pub fn setup(spec: &Spec, rootfs: &Path, entered: &Entered) -> Result<()> {
     rootfs::setup(spec, rootfs, entered)?;
     process::system(spec, entered)?;
+    rootfs::finish(spec)?;
     process::drop_privileges(spec)
 }

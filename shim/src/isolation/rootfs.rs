@@ -42,7 +42,7 @@ const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
 ];
 
 /// Build the container's filesystem from `spec` at `rootfs` and pivot into it. Afterwards
-/// `/` is the container's root.
+/// `/` is the container's root; [`finish`] completes it.
 pub fn setup(spec: &Spec, rootfs: &Path, entered: &Entered) -> Result<()> {
     let linux = spec.linux().as_ref();
     let propagation = rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
@@ -86,8 +86,13 @@ pub fn setup(spec: &Spec, rootfs: &Path, entered: &Entered) -> Result<()> {
         spec_device(rootfs, dev)?;
     }
 
-    pivot(rootfs)?;
+    pivot(rootfs)
+}
 
+/// After the system settings (sysctls write /proc/sys): masked paths, read-only paths and a
+/// read-only root.
+pub fn finish(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
     for path in linux
         .and_then(|l| l.masked_paths().as_deref())
         .unwrap_or_default()

@@ -316,4 +316,6 @@ fn main() {
         rn as f64 / rr as f64,
         pn as f64 / pr as f64
     );
+    drop(ctd);
+    wasmlet_tests::leaks::remove_cgroup_parent(NS);
 }
