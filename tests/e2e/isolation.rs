@@ -32,6 +32,7 @@ pub const TESTS: &[(&str, Test)] = &[
         spec_limits,
     ),
     ("isolation::systemd_cgroup_path_form", systemd_cgroup),
+    ("isolation::bad_specs_fail_create_cleanly", bad_specs),
     ("isolation::joins_a_network_namespace_by_path", joins_netns),
     (
         "isolation::pause_and_resume_stop_and_restart_ticking",
@@ -52,6 +53,7 @@ pub const TESTS: &[(&str, Test)] = &[
 
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "hostname", "id", "grep", "wc", "ls", "sleep", "readlink", "dd", "mkdir",
+    "true",
 ];
 
 /// A rootfs with a static busybox and its applets, readable by any user.
@@ -294,6 +296,43 @@ fn systemd_cgroup(ctd: &Containerd) {
     for slice in ["/wasmlet.slice/wasmlet-e2e.slice", "/wasmlet.slice"] {
         wasmlet_tests::leaks::remove_cgroup_parent(slice);
     }
+}
+
+fn bad_specs(ctd: &Containerd) {
+    let dir = busybox_rootfs(&[]);
+    let refused = |id: &str, spec: &serde_json::Value, want: &str| {
+        let out = run_spec(ctd, id, spec);
+        assert_ne!(out.code, Some(0), "{out:?}");
+        assert!(
+            out.stderr.contains(want),
+            "want {want:?} in: {}",
+            out.stderr
+        );
+        let _ = ctd.ctr(NS, &["container", "rm", id]);
+        assert_clean(ctd, id);
+    };
+    let mut spec = default_spec(ctd, "bad-userns", dir.path(), &["/bin/true"]);
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "user"}));
+    refused("bad-userns", &spec, "new user namespaces");
+    let mut spec = default_spec(ctd, "bad-mount", dir.path(), &["/bin/true"]);
+    spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/data", "type": "nosuchfs", "source": "none", "options": []
+        }));
+    refused(
+        "bad-mount",
+        &spec,
+        "setting up the container: mounting none (nosuchfs) /data",
+    );
+    let mut spec = default_spec(ctd, "bad-rlimit", dir.path(), &["/bin/true"]);
+    spec["process"]["rlimits"] =
+        serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 4096, "hard": 16}]);
+    refused("bad-rlimit", &spec, "setting rlimit RLIMIT_NOFILE");
 }
 
 fn joins_netns(ctd: &Containerd) {
