@@ -112,6 +112,14 @@ impl containerd_shim::Shim for WasmletShim {
         if !path.is_empty() {
             let _ = std::fs::remove_file(path);
         }
+        // Every task is deleted and its events are flushed: only the ttrpc server's
+        // teardown remains, which joins its connection threads. Never let a stuck
+        // connection keep the shim alive (once seen under load in CI).
+        std::thread::spawn(|| {
+            std::thread::sleep(SHUTDOWN_GRACE);
+            log::warn!("ttrpc server teardown took over {SHUTDOWN_GRACE:?}; exiting");
+            std::process::exit(0);
+        });
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> TaskAdapter {
@@ -151,6 +159,9 @@ impl containerd_shim::Shim for WasmletShim {
         TaskAdapter::new(service)
     }
 }
+
+/// How long the ttrpc server's teardown may take once the shim is done.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Remove the shim socket named in the bundle's `address` file if no shim answers on it
 /// (the shim was killed); a live pod shim keeps its socket.
