@@ -9,10 +9,13 @@ PREFIX   ?= /usr/local
 ENGINES  ?= wasmtime
 CARGO    ?= cargo
 APT_PACKAGES := containerd runc protobuf-compiler pkg-config libseccomp-dev busybox-static \
+	containernetworking-plugins \
 	$(if $(filter wasmedge,$(ENGINES)),libclang-dev,)
 WASM_TARGETS := wasm32-wasip1 wasm32-wasip2
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SHIM_FEATURES := $(if $(filter wasmedge,$(ENGINES)),--features wasmlet-shim/wasmedge,)
+# The pause process of the locally built sandbox image: static, for this host.
+HOST_TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 
 .PHONY: all deps build examples test unit e2e demo bench install uninstall lint fmt clean
 
@@ -36,6 +39,7 @@ build:
 examples:
 	$(CARGO) build --release -p hello --target wasm32-wasip1
 	$(CARGO) build --release -p hello --target wasm32-wasip2
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p pause --target $(HOST_TRIPLE)
 
 # Unit tests (no root) and the end-to-end suite against a private containerd.
 test: deps build examples

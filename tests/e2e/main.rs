@@ -10,6 +10,7 @@ mod errors;
 mod images;
 mod isolation;
 mod lifecycle;
+mod pods;
 mod run;
 mod support;
 
@@ -35,6 +36,7 @@ fn main() {
             .chain(images::TESTS)
             .chain(cache::TESTS)
             .chain(isolation::TESTS)
+            .chain(pods::TESTS)
         {
             // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
             // libtest shows the kind as `[root]` before the name.

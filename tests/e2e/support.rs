@@ -103,9 +103,33 @@ pub fn rt(ctd: &Containerd) -> &'static str {
     engine(ctd).runtime
 }
 
+static CRI_CONTAINERDS: Mutex<Vec<(&'static str, Arc<Containerd>)>> = Mutex::new(Vec::new());
+
+/// A containerd with its CRI plugin on (handlers `wasmtime` and `wasmedge`), for the pod
+/// tests of `engine`; started on first use, the sandbox and test images imported.
+pub fn cri_containerd(engine: &'static Engine) -> Arc<Containerd> {
+    let mut all = CRI_CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, c)) = all.iter().find(|(n, _)| *n == engine.name) {
+        return c.clone();
+    }
+    let mut opts = Options::from_env();
+    let octet = 77 + all.len();
+    opts.cri_subnet = Some(format!("127.{octet}.0.0/24"));
+    let ctd = Arc::new(Containerd::start(&opts).unwrap_or_else(|e| panic!("{e}")));
+    let cri_ready = eventually(Duration::from_secs(30), || {
+        wasmlet_tests::cri::Cri::connect(&ctd).is_ok_and(|c| c.pods().is_ok())
+    });
+    assert!(cri_ready, "the CRI plugin did not come up:\n{}", ctd.log());
+    crate::pods::import_images(&ctd);
+    all.push((engine.name, ctd.clone()));
+    ctd
+}
+
 /// Stop every containerd (after all tests) and clean what they left.
 pub fn shutdown() {
     let taken = std::mem::take(&mut *CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner()));
+    drop(taken);
+    let taken = std::mem::take(&mut *CRI_CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner()));
     drop(taken);
     leaks::remove_cgroup_parent(NS);
 }

@@ -19,7 +19,13 @@ pub struct Options {
     pub log_level: String,
     /// Extra TOML appended to the config.
     pub extra_config: String,
+    /// Enable the CRI plugin (runtime handlers `wasmtime`/`wasmedge`, a local sandbox image,
+    /// CNI on a loopback-range bridge) with this subnet, as kubelet's containerd would be.
+    pub cri_subnet: Option<String>,
 }
+
+/// The sandbox (pause) image the CRI tests build and import; nothing can be pulled.
+pub const PAUSE_IMAGE: &str = "docker.io/wasmlet/pause:e2e";
 
 impl Options {
     /// Shims from `WASMLET_SHIM_DIR`, else the release directory of cargo's target dir.
@@ -31,6 +37,7 @@ impl Options {
             shim_dir,
             log_level: std::env::var("WASMLET_CONTAINERD_LOG").unwrap_or_else(|_| "info".into()),
             extra_config: String::new(),
+            cri_subnet: None,
         }
     }
 }
@@ -74,11 +81,15 @@ impl Containerd {
         let dir = tmp.path().to_path_buf();
         let address = dir.join("containerd.sock");
         let cache_dir = dir.join("cache");
+        let (cri_disabled, cri_config) = match &opts.cri_subnet {
+            None => (r#""io.containerd.grpc.v1.cri", "#, String::new()),
+            Some(subnet) => ("", cri_config(&dir, subnet)?),
+        };
         let config = format!(
             r#"version = 2
 root = "{d}/root"
 state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+disabled_plugins = [{cri_disabled}"io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
 
 [grpc]
   address = "{a}"
@@ -91,6 +102,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d}/opt"
+{cri_config}
 {extra}
 "#,
             d = dir.display(),
@@ -181,6 +193,54 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             Sha256::digest(key.as_bytes())
         ))
     }
+}
+
+/// The CRI plugin's configuration and its CNI network (written under `dir`): a bridge of its
+/// own with `subnet` (a loopback range: these machines have no other), no gateway, no
+/// masquerading. `restrict_oom_score_adj`, because these machines cannot lower a score.
+fn cri_config(dir: &Path, subnet: &str) -> Result<String, String> {
+    let cni = dir.join("cni");
+    std::fs::create_dir_all(&cni).map_err(|e| e.to_string())?;
+    let tag = format!("{:x}", Sha256::digest(dir.to_string_lossy().as_bytes()));
+    let conflist = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "wasmlet-e2e",
+        "plugins": [{
+            "type": "bridge",
+            "bridge": format!("wlt{}", &tag[..8]),
+            "isGateway": false,
+            "ipMasq": false,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": subnet}]],
+                "dataDir": dir.join("cni-ipam"),
+            }
+        }]
+    });
+    std::fs::write(
+        cni.join("10-wasmlet.conflist"),
+        serde_json::to_vec_pretty(&conflist).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(format!(
+        r#"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmtime]
+    runtime_type = "io.containerd.wasmtime.v1"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmedge]
+    runtime_type = "io.containerd.wasmedge.v1"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni}"
+"#,
+        cni = cni.display()
+    ))
 }
 
 impl Containerd {

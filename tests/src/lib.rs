@@ -6,12 +6,14 @@
 //! - [`api`]: containerd's gRPC API, for what `ctr` 1.6 cannot do.
 //! - [`cmd`]: running commands with a deadline.
 //! - [`containerd`]: starting, driving and stopping the private containerd.
+//! - [`cri`]: the CRI calls kubelet makes, for the pod tests.
 //! - [`fixtures`]: the `.wat` fixtures, rootfs directories and images built from them.
 //! - [`leaks`]: finding processes, mounts, sockets and state a container left behind.
 
 pub mod api;
 pub mod cmd;
 pub mod containerd;
+pub mod cri;
 pub mod fixtures;
 pub mod leaks;
 

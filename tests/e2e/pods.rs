@@ -1,0 +1,263 @@
+//! Kubernetes at the CRI level (root, as the whole suite): the calls kubelet makes for a
+//! pod whose RuntimeClass names our handler, against containerd's CRI plugin. The pod's
+//! pause container (a locally built image) and a busybox sidecar run natively through the
+//! shim, next to wasm containers; one shim serves the whole pod.
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_cri::v1::{
+    ContainerConfig, ContainerMetadata, ImageSpec, LinuxContainerConfig, LinuxContainerResources,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+};
+use wasmlet_oci::image::ImageSpec as OciImage;
+use wasmlet_tests::cmd::eventually;
+use wasmlet_tests::containerd::{Containerd, PAUSE_IMAGE};
+use wasmlet_tests::cri::Cri;
+use wasmlet_tests::fixtures::{import_image, module_image, wat};
+use wasmlet_tests::leaks;
+
+use crate::support::{cri_containerd, engine, Test};
+
+pub const TESTS: &[(&str, Test)] = &[(
+    "pods::wasm_and_native_containers_in_one_pod",
+    wasm_and_native_containers_in_one_pod,
+)];
+
+const K8S_NS: &str = "k8s.io";
+const HELLO: &str = "docker.io/wasmlet/pod-hello:e2e";
+const EXIT42: &str = "docker.io/wasmlet/pod-exit42:e2e";
+const BUSYBOX: &str = "docker.io/wasmlet/pod-busybox:e2e";
+
+/// The static pause binary `make examples` builds for this host.
+fn pause_binary() -> std::path::PathBuf {
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    wasmlet_tests::target_dir()
+        .join(triple)
+        .join("release/pause")
+}
+
+/// Import the sandbox image and the pod test images into CRI's namespace.
+pub fn import_images(ctd: &Containerd) {
+    let pause = std::fs::read(pause_binary()).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (built by `make examples`)",
+            pause_binary().display()
+        )
+    });
+    let mut image = OciImage::new(PAUSE_IMAGE).file("/pause", pause, 0o755);
+    image.entrypoint = vec!["/pause".into()];
+    import_image(ctd, K8S_NS, &image);
+    import_image(ctd, K8S_NS, &module_image(HELLO, wat("hello")));
+    import_image(ctd, K8S_NS, &module_image(EXIT42, wat("exit42")));
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox");
+    let mut image = OciImage::new(BUSYBOX).file("/bin/busybox", busybox, 0o755);
+    image.entrypoint = vec!["/bin/busybox".into()];
+    import_image(ctd, K8S_NS, &image);
+}
+
+fn container(name: &str, image: &str, command: &[&str], memory: i64) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        linux: Some(LinuxContainerConfig {
+            resources: Some(LinuxContainerResources {
+                memory_limit_in_bytes: memory,
+                ..Default::default()
+            }),
+            // kubelet's default: the pod's network and IPC, a PID namespace of its own.
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: 0,
+                    pid: 1,
+                    ipc: 0,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Wait until container `id` has exited; its status.
+fn exited(cri: &Cri, id: &str) -> k8s_cri::v1::ContainerStatus {
+    let mut status = None;
+    let done = eventually(Duration::from_secs(20), || {
+        status = cri.status(id).ok();
+        status.as_ref().is_some_and(|s| s.state == 2)
+    });
+    assert!(done, "container {id} did not exit: {status:?}");
+    status.unwrap()
+}
+
+fn wasm_and_native_containers_in_one_pod(engine_ctd: &Containerd) {
+    let engine = engine(engine_ctd);
+    let ctd = cri_containerd(engine);
+    let cri = Cri::connect(&ctd).expect("CRI connection");
+    let logs = tempfile::tempdir().unwrap();
+    let pod_config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: format!("pod-{}", engine.name),
+            uid: format!("uid-{}", engine.name),
+            namespace: "wasmlet-e2e".into(),
+            attempt: 0,
+        }),
+        hostname: "wasmlet-pod".into(),
+        log_directory: logs.path().to_string_lossy().into_owned(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                // kubelet's defaults: pod network and IPC, a PID namespace per container.
+                namespace_options: Some(NamespaceOption {
+                    network: 0,
+                    pid: 1,
+                    ipc: 0,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let netns_before = netns_entries();
+    let pod = cri
+        .run_pod(pod_config.clone(), engine.name)
+        .expect("RunPodSandbox with our handler");
+
+    let wasm = cri
+        .create(&pod, container("wasm", HELLO, &[], 0), &pod_config)
+        .expect("CreateContainer (wasm)");
+    let failing = cri
+        .create(&pod, container("failing", EXIT42, &[], 0), &pod_config)
+        .expect("CreateContainer (exit 42)");
+    let sidecar = cri
+        .create(
+            &pod,
+            container(
+                "sidecar",
+                BUSYBOX,
+                &[
+                    "/bin/busybox",
+                    "sh",
+                    "-c",
+                    "echo sidecar up; exec /bin/busybox sleep 300",
+                ],
+                0,
+            ),
+            &pod_config,
+        )
+        .expect("CreateContainer (native sidecar)");
+    let oom = cri
+        .create(
+            &pod,
+            container(
+                "oom",
+                BUSYBOX,
+                &[
+                    "/bin/busybox",
+                    "dd",
+                    "if=/dev/zero",
+                    "of=/dev/null",
+                    "bs=64M",
+                    "count=1",
+                ],
+                16 << 20,
+            ),
+            &pod_config,
+        )
+        .expect("CreateContainer (native, over its memory limit)");
+    for id in [&wasm, &failing, &sidecar, &oom] {
+        cri.start(id).expect("StartContainer");
+    }
+
+    let s = exited(&cri, &wasm);
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{s:?}");
+    let log = std::fs::read_to_string(logs.path().join("wasm.log")).unwrap_or_default();
+    // CRI's log format, what `kubectl logs` reads: "<time> stdout F <line>".
+    assert!(
+        log.contains(" stdout F hello from wasm"),
+        "wasm.log: {log:?}"
+    );
+    let s = exited(&cri, &failing);
+    assert_eq!((s.exit_code, s.reason.as_str()), (42, "Error"), "{s:?}");
+    let s = exited(&cri, &oom);
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (137, "OOMKilled"),
+        "{s:?}"
+    );
+
+    assert!(
+        eventually(Duration::from_secs(10), || std::fs::read_to_string(
+            logs.path().join("sidecar.log")
+        )
+        .unwrap_or_default()
+        .contains(" stdout F sidecar up")),
+        "sidecar log"
+    );
+    let stats = cri.stats(&sidecar).expect("ContainerStats");
+    let memory = stats
+        .memory
+        .as_ref()
+        .and_then(|m| m.working_set_bytes.as_ref())
+        .map(|v| v.value)
+        .unwrap_or(0);
+    assert!(memory > 0, "{stats:?}");
+
+    // One shim serves the whole pod.
+    let address = ctd.address.to_string_lossy().into_owned();
+    let shims = leaks::processes_with(&[engine.shim, &address]);
+    let daemons: Vec<_> = shims
+        .iter()
+        .filter(|(_, cmd)| !cmd.contains(" start") && !cmd.contains(" delete"))
+        .collect();
+    assert_eq!(daemons.len(), 1, "one shim for the pod: {shims:?}");
+
+    // A sleeping pid 1 ignores SIGTERM: StopContainer kills it after the grace period.
+    cri.stop(&sidecar, 1).expect("StopContainer");
+    let s = exited(&cri, &sidecar);
+    assert_eq!(s.exit_code, 137, "{s:?}");
+
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    assert!(cri.pods().expect("ListPodSandbox").is_empty());
+    let clean = eventually(Duration::from_secs(10), || {
+        leaks::processes_with(&[engine.shim, &address]).is_empty()
+            && [&pod, &wasm, &failing, &sidecar, &oom]
+                .iter()
+                .all(|id| leaks::cgroup_dirs(&format!("/k8s.io/{id}")).is_empty())
+            && netns_entries() == netns_before
+            && leaks::mounts_under(&ctd.dir).is_empty()
+    });
+    assert!(
+        clean,
+        "pod left: shims {:?}, netns {:?} (before {:?}), mounts {:?}",
+        leaks::processes_with(&[engine.shim, &address]),
+        netns_entries(),
+        netns_before,
+        leaks::mounts_under(&ctd.dir)
+    );
+}
+
+/// The network namespaces CRI has pinned.
+fn netns_entries() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(Path::new("/var/run/netns"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

@@ -1,0 +1,130 @@
+//! A small CRI client for the pod tests: the calls kubelet makes, over containerd's socket
+//! (k8s-cri on tonic), made synchronous for the tests.
+
+use std::future::Future;
+
+use containerd_client::tonic::transport::Channel;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::*;
+
+use crate::containerd::Containerd;
+
+/// A connected CRI runtime service.
+pub struct Cri {
+    rt: tokio::runtime::Runtime,
+    client: RuntimeServiceClient<Channel>,
+}
+
+impl Cri {
+    pub fn connect(ctd: &Containerd) -> Result<Cri, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let channel = rt
+            .block_on(containerd_client::connect(&ctd.address))
+            .map_err(|e| e.to_string())?;
+        Ok(Cri {
+            rt,
+            client: RuntimeServiceClient::new(channel),
+        })
+    }
+
+    fn call<T, F: Future<Output = Result<tonic_response::Response<T>, tonic_response::Status>>>(
+        &self,
+        f: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
+    ) -> Result<T, String> {
+        let client = self.client.clone();
+        self.rt
+            .block_on(f(client))
+            .map(|r| r.into_inner())
+            .map_err(|s| s.message().to_string())
+    }
+
+    pub fn run_pod(&self, config: PodSandboxConfig, handler: &str) -> Result<String, String> {
+        let req = RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: handler.to_string(),
+        };
+        self.call(|mut c| async move { c.run_pod_sandbox(req).await })
+            .map(|r| r.pod_sandbox_id)
+    }
+
+    pub fn create(
+        &self,
+        pod: &str,
+        config: ContainerConfig,
+        pod_config: &PodSandboxConfig,
+    ) -> Result<String, String> {
+        let req = CreateContainerRequest {
+            pod_sandbox_id: pod.to_string(),
+            config: Some(config),
+            sandbox_config: Some(pod_config.clone()),
+        };
+        self.call(|mut c| async move { c.create_container(req).await })
+            .map(|r| r.container_id)
+    }
+
+    pub fn start(&self, id: &str) -> Result<(), String> {
+        let req = StartContainerRequest {
+            container_id: id.to_string(),
+        };
+        self.call(|mut c| async move { c.start_container(req).await })
+            .map(|_| ())
+    }
+
+    pub fn status(&self, id: &str) -> Result<ContainerStatus, String> {
+        let req = ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose: false,
+        };
+        self.call(|mut c| async move { c.container_status(req).await })?
+            .status
+            .ok_or_else(|| format!("no status for {id}"))
+    }
+
+    pub fn stats(&self, id: &str) -> Result<ContainerStats, String> {
+        let req = ContainerStatsRequest {
+            container_id: id.to_string(),
+        };
+        self.call(|mut c| async move { c.container_stats(req).await })?
+            .stats
+            .ok_or_else(|| format!("no stats for {id}"))
+    }
+
+    pub fn stop(&self, id: &str, timeout: i64) -> Result<(), String> {
+        let req = StopContainerRequest {
+            container_id: id.to_string(),
+            timeout,
+        };
+        self.call(|mut c| async move { c.stop_container(req).await })
+            .map(|_| ())
+    }
+
+    pub fn stop_pod(&self, id: &str) -> Result<(), String> {
+        let req = StopPodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        };
+        self.call(|mut c| async move { c.stop_pod_sandbox(req).await })
+            .map(|_| ())
+    }
+
+    pub fn remove_pod(&self, id: &str) -> Result<(), String> {
+        let req = RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        };
+        self.call(|mut c| async move { c.remove_pod_sandbox(req).await })
+            .map(|_| ())
+    }
+
+    pub fn pods(&self) -> Result<Vec<PodSandbox>, String> {
+        let req = ListPodSandboxRequest { filter: None };
+        self.call(|mut c| async move { c.list_pod_sandbox(req).await })
+            .map(|r| r.items)
+    }
+}
+
+/// The tonic types k8s-cri's client returns, through containerd-client's tonic.
+mod tonic_response {
+    pub use containerd_client::tonic::{Response, Status};
+}
