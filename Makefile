@@ -17,7 +17,7 @@ SHIM_FEATURES := $(if $(filter wasmedge,$(ENGINES)),--features wasmlet-shim/wasm
 # The pause process of the locally built sandbox image: static, for this host.
 HOST_TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 
-.PHONY: all deps build examples test unit e2e demo bench install uninstall lint fmt clean
+.PHONY: all deps build examples test unit e2e demo bench install uninstall lint fmt clean kind-e2e
 
 all: build
 
@@ -57,6 +57,10 @@ $(BIG_MODULE):
 
 bench: deps build examples $(BIG_MODULE)
 	WASMLET_SHIM_DIR=$(TARGET_DIR)/release BENCH_BIG_MODULE=$(BIG_MODULE) $(TARGET_DIR)/release/wasmlet-bench
+
+# Kubernetes on a kind cluster (needs Docker, kind and kubectl; see deploy/kind/e2e.sh).
+kind-e2e:
+	deploy/kind/e2e.sh
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin

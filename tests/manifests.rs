@@ -91,3 +91,27 @@ fn kustomization_lists_existing_files() {
         assert!(deploy(&rel).exists(), "{rel}");
     }
 }
+
+/// The scripts users run (the kind e2e cannot run on this project's machines) at least
+/// parse, and the kind node image registers the handler the RuntimeClass names.
+#[test]
+fn scripts_parse_and_kind_node_registers_wasmtime() {
+    for (shell, script) in [
+        ("bash", "kind/e2e.sh"),
+        ("sh", "kubernetes/installer/install.sh"),
+    ] {
+        let out = std::process::Command::new(shell)
+            .arg("-n")
+            .arg(deploy(script))
+            .output()
+            .expect("shell");
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dockerfile = std::fs::read_to_string(deploy("kind/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("containerd-shim-wasmtime-v1 /usr/local/bin/"));
+    assert!(dockerfile.contains("deploy/containerd/config-1.x.toml"));
+}
