@@ -6,6 +6,7 @@
 //! first.
 
 mod cache;
+mod cgroups;
 mod errors;
 mod images;
 mod isolation;
@@ -36,6 +37,7 @@ fn main() {
             .chain(images::TESTS)
             .chain(cache::TESTS)
             .chain(isolation::TESTS)
+            .chain(cgroups::TESTS)
             .chain(pods::TESTS)
         {
             // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
