@@ -67,5 +67,6 @@ fn main() {
         }
     }
     drop(ctd);
+    wasmlet_tests::leaks::remove_cgroup_parent(NS);
     std::process::exit(code);
 }
