@@ -105,7 +105,7 @@ impl Launcher for ProcessLauncher {
             p.host = PathBuf::from(&p.guest);
         }
         let module = plan.entrypoint.guest_path.clone();
-        let cgroup = Cgroup::open(&cgroup_path)?;
+        let cgroup = Arc::new(Cgroup::open(&cgroup_path)?);
         let (child_io, io_guard) = stdio::open(&req.stdio)?;
 
         let (mut ctl, theirs) =
@@ -258,7 +258,7 @@ pub struct ProcessInstance {
     helper: Option<u32>,
     ctl: Mutex<Option<UnixStream>>,
     io: Mutex<Option<StdioGuard>>,
-    cgroup: Cgroup,
+    cgroup: Arc<Cgroup>,
     state: WorkloadState,
     state_path: PathBuf,
 }
@@ -320,10 +320,7 @@ impl Instance for ProcessInstance {
 
     fn watch_oom(&self, on_oom: Box<dyn Fn() + Send>) {
         let oom = self.oom.clone();
-        let path = self.cgroup.path().to_path_buf();
-        let Ok(counter) = Cgroup::open(&path) else {
-            return;
-        };
+        let counter = self.cgroup.clone();
         let report = Box::new(move || {
             // Under the lock: either this report comes first, or the exit accounts for it.
             let mut state = oom.lock().unwrap_or_else(|p| p.into_inner());
@@ -356,21 +353,27 @@ impl Instance for ProcessInstance {
     }
 
     fn cleanup(&self) -> Result<()> {
-        let _ = std::fs::remove_file(self.state_path.with_file_name(OOM_MARKER));
         self.ctl.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.io.lock().unwrap_or_else(|p| p.into_inner()).take();
-        cleanup_state(&self.state, &self.state_path)
+        cleanup_state(&self.state, &self.state_path, Some(&self.cgroup))
     }
 }
 
 /// Undo what a workload's state file records: kill a survivor and everything in its
-/// cgroup, remove the cgroup, unmount, remove the file.
-pub fn cleanup_state(state: &WorkloadState, state_path: &Path) -> Result<()> {
+/// cgroup, remove the cgroup (`cgroup` when the caller has it open), unmount, remove the
+/// file.
+pub fn cleanup_state(
+    state: &WorkloadState,
+    state_path: &Path,
+    cgroup: Option<&Cgroup>,
+) -> Result<()> {
     if state.start_time != 0 && proc_start_time(state.pid) == Some(state.start_time) {
         let _ = kill(Pid::from_raw(state.pid as i32), Signal::SIGKILL);
     }
-    if let Some(path) = &state.cgroup {
-        Cgroup::open(path)?.remove()?;
+    match (cgroup, &state.cgroup) {
+        (Some(cg), _) => cg.remove()?,
+        (None, Some(path)) => Cgroup::open(path)?.remove()?,
+        (None, None) => {}
     }
     if let Some(root) = &state.mounted_rootfs {
         unmount(root)?;

@@ -83,7 +83,7 @@ impl containerd_shim::Shim for WasmletShim {
         if let Ok(bytes) = std::fs::read(&state_path) {
             if let Ok(state) = serde_json::from_slice::<WorkloadState>(&bytes) {
                 response.pid = state.pid;
-                if let Err(e) = cleanup_state(&state, &state_path) {
+                if let Err(e) = cleanup_state(&state, &state_path, None) {
                     log::error!("delete: {e}");
                     first_error.get_or_insert(e);
                 }

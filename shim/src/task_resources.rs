@@ -12,7 +12,7 @@ use oci_spec::runtime::LinuxResources;
 
 use super::TaskService;
 use crate::error::{Error, Result};
-use crate::events::EventSink;
+use crate::events::{BoxedEvent, EventSink};
 use crate::instance::Launcher;
 use crate::state::{Op, Status};
 
@@ -40,29 +40,31 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
 
     /// Pause: freeze every process of a running workload.
     pub fn pause(&self, req: PauseRequest) -> Result<()> {
-        let mut reg = self.lock();
-        let task = Self::task(&mut reg, &req.id)?;
-        let next = task.status.apply(Op::Pause, &req.id)?;
-        task.instance.freeze(true)?;
-        task.status = next;
-        self.events.publish(Box::new(TaskPaused {
-            container_id: req.id,
+        let event = TaskPaused {
+            container_id: req.id.clone(),
             ..Default::default()
-        }));
-        Ok(())
+        };
+        self.freeze(&req.id, Op::Pause, Box::new(event))
     }
 
     /// Resume: thaw a paused workload.
     pub fn resume(&self, req: ResumeRequest) -> Result<()> {
-        let mut reg = self.lock();
-        let task = Self::task(&mut reg, &req.id)?;
-        let next = task.status.apply(Op::Resume, &req.id)?;
-        task.instance.freeze(false)?;
-        task.status = next;
-        self.events.publish(Box::new(TaskResumed {
-            container_id: req.id,
+        let event = TaskResumed {
+            container_id: req.id.clone(),
             ..Default::default()
-        }));
+        };
+        self.freeze(&req.id, Op::Resume, Box::new(event))
+    }
+
+    /// Apply `op` (Pause or Resume) to task `id` through the freezer, then publish `event`
+    /// (under the registry lock, so events stay in lifecycle order).
+    fn freeze(&self, id: &str, op: Op, event: BoxedEvent) -> Result<()> {
+        let mut reg = self.lock();
+        let task = Self::task(&mut reg, id)?;
+        let next = task.status.apply(op, id)?;
+        task.instance.freeze(op == Op::Pause)?;
+        task.status = next;
+        self.events.publish(event);
         Ok(())
     }
 

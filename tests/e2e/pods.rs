@@ -57,6 +57,17 @@ pub fn import_images(ctd: &Containerd) {
     import_image(ctd, K8S_NS, &image);
 }
 
+/// kubelet's defaults, for the pod and each container: the pod's network and IPC, a PID
+/// namespace per container.
+fn kubelet_namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: 0,
+        pid: 1,
+        ipc: 0,
+        ..Default::default()
+    }
+}
+
 fn container(name: &str, image: &str, command: &[&str], memory: i64) -> ContainerConfig {
     ContainerConfig {
         metadata: Some(ContainerMetadata {
@@ -74,14 +85,8 @@ fn container(name: &str, image: &str, command: &[&str], memory: i64) -> Containe
                 memory_limit_in_bytes: memory,
                 ..Default::default()
             }),
-            // kubelet's default: the pod's network and IPC, a PID namespace of its own.
             security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: 0,
-                    pid: 1,
-                    ipc: 0,
-                    ..Default::default()
-                }),
+                namespace_options: Some(kubelet_namespaces()),
                 ..Default::default()
             }),
         }),
@@ -116,13 +121,7 @@ fn wasm_and_native_containers_in_one_pod(engine_ctd: &Containerd) {
         log_directory: logs.path().to_string_lossy().into_owned(),
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
-                // kubelet's defaults: pod network and IPC, a PID namespace per container.
-                namespace_options: Some(NamespaceOption {
-                    network: 0,
-                    pid: 1,
-                    ipc: 0,
-                    ..Default::default()
-                }),
+                namespace_options: Some(kubelet_namespaces()),
                 ..Default::default()
             }),
             ..Default::default()

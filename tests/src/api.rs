@@ -52,18 +52,15 @@ pub fn run_image(
     args: &[&str],
     logs: &Path,
 ) -> Result<ApiRun, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
     let (out, err): (PathBuf, PathBuf) = (
         logs.join(format!("{id}.out")),
         logs.join(format!("{id}.err")),
     );
-    let result = rt.block_on(async {
-        let channel = containerd_client::connect(&ctd.address)
-            .await
-            .map_err(|e| e.to_string())?;
+    let (out_uri, err_uri) = (
+        format!("file://{}", out.display()),
+        format!("file://{}", err.display()),
+    );
+    let result = with_channel(ctd, |channel| async move {
         let mut containers = ContainersClient::new(channel.clone());
         let mut tasks = TasksClient::new(channel);
         let container = Container {
@@ -89,8 +86,8 @@ pub fn run_image(
         let run = async {
             let req = CreateTaskRequest {
                 container_id: id.to_string(),
-                stdout: format!("file://{}", out.display()),
-                stderr: format!("file://{}", err.display()),
+                stdout: out_uri,
+                stderr: err_uri,
                 ..Default::default()
             };
             tasks
@@ -144,6 +141,31 @@ pub fn update_task(
     id: &str,
     resources: &serde_json::Value,
 ) -> Result<(), String> {
+    let value = serde_json::to_vec(resources).map_err(|e| e.to_string())?;
+    with_channel(ctd, |channel| async move {
+        let req = UpdateTaskRequest {
+            container_id: id.to_string(),
+            resources: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+                value,
+            }),
+            ..Default::default()
+        };
+        TasksClient::new(channel)
+            .update(with_namespace!(req, ns))
+            .await
+            .map_err(|s| s.message().to_string())?;
+        Ok(())
+    })
+}
+
+/// Run `f` with a channel to `ctd`'s gRPC socket, on a runtime of its own; errors are
+/// containerd's messages (what a client would print).
+fn with_channel<T, F, Fut>(ctd: &Containerd, f: F) -> Result<T, String>
+where
+    F: FnOnce(containerd_client::tonic::transport::Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -152,19 +174,6 @@ pub fn update_task(
         let channel = containerd_client::connect(&ctd.address)
             .await
             .map_err(|e| e.to_string())?;
-        let mut tasks = TasksClient::new(channel);
-        let req = UpdateTaskRequest {
-            container_id: id.to_string(),
-            resources: Some(prost_types::Any {
-                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
-                value: serde_json::to_vec(resources).map_err(|e| e.to_string())?,
-            }),
-            ..Default::default()
-        };
-        tasks
-            .update(with_namespace!(req, ns))
-            .await
-            .map_err(|s| s.message().to_string())?;
-        Ok(())
+        f(channel).await
     })
 }

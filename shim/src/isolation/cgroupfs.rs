@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 
+use super::failed;
 use super::options::MountOptions;
 use crate::error::{Error, Result};
 
@@ -63,16 +64,6 @@ pub fn own_path<'a>(h: &Hierarchy, proc_cgroup: &'a str) -> Option<&'a str> {
         };
         matches.then_some(path)
     })
-}
-
-fn failed(step: &str, target: &Path) -> impl FnOnce(nix::Error) -> Error {
-    let step = step.to_string();
-    let target = target.display().to_string();
-    move |source| Error::Isolation {
-        step,
-        target,
-        source,
-    }
 }
 
 /// Mount the container's cgroups at `dest` (inside the rootfs, before pivot_root).
@@ -147,17 +138,10 @@ fn bind(source: &Path, target: &Path, flags: MsFlags) -> Result<()> {
     .map_err(failed("binding cgroup at", target))?;
     let keep =
         flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
-    if !keep.is_empty() {
-        mount(
-            None::<&str>,
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | keep,
-            None::<&str>,
-        )
-        .map_err(failed("remounting cgroup at", target))?;
+    if keep.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    super::rootfs::remount(target, keep)
 }
 
 #[cfg(test)]

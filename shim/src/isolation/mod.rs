@@ -18,7 +18,18 @@ use oci_spec::runtime::Spec;
 
 pub use namespaces::Entered;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// The error of a failed setup step on `target` (a path, or a value named like one).
+fn failed(step: &str, target: impl AsRef<Path>) -> impl FnOnce(nix::Error) -> Error {
+    let step = step.to_string();
+    let target = target.as_ref().display().to_string();
+    move |source| Error::Isolation {
+        step,
+        target,
+        source,
+    }
+}
 
 /// Join and create the spec's namespaces, but for PID and time (which forbid threads).
 pub fn enter_namespaces(spec: &Spec) -> Result<Entered> {

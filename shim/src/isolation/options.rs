@@ -71,40 +71,11 @@ impl MountOptions {
                     out.bind = true;
                     (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
                 }
-                "private" => {
-                    out.propagation |= MsFlags::MS_PRIVATE;
-                    continue;
-                }
-                "rprivate" => {
-                    out.propagation |= MsFlags::MS_PRIVATE | MsFlags::MS_REC;
-                    continue;
-                }
-                "shared" => {
-                    out.propagation |= MsFlags::MS_SHARED;
-                    continue;
-                }
-                "rshared" => {
-                    out.propagation |= MsFlags::MS_SHARED | MsFlags::MS_REC;
-                    continue;
-                }
-                "slave" => {
-                    out.propagation |= MsFlags::MS_SLAVE;
-                    continue;
-                }
-                "rslave" => {
-                    out.propagation |= MsFlags::MS_SLAVE | MsFlags::MS_REC;
-                    continue;
-                }
-                "unbindable" => {
-                    out.propagation |= MsFlags::MS_UNBINDABLE;
-                    continue;
-                }
-                "runbindable" => {
-                    out.propagation |= MsFlags::MS_UNBINDABLE | MsFlags::MS_REC;
-                    continue;
-                }
                 other => {
-                    data.push(other.to_string());
+                    match propagation(other) {
+                        Some(p) => out.propagation |= p,
+                        None => data.push(other.to_string()),
+                    }
                     continue;
                 }
             };
@@ -132,24 +103,30 @@ impl MountOptions {
     }
 }
 
-/// The propagation named by `linux.rootfsPropagation` (runc's default is `rslave`).
-pub fn rootfs_propagation(value: Option<&str>) -> Result<MsFlags> {
-    Ok(match value.unwrap_or("") {
-        "" | "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        "slave" => MsFlags::MS_SLAVE,
+/// The propagation a mount option or `linux.rootfsPropagation` names (`rslave`...).
+fn propagation(name: &str) -> Option<MsFlags> {
+    Some(match name {
         "private" => MsFlags::MS_PRIVATE,
         "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
         "shared" => MsFlags::MS_SHARED,
         "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         "unbindable" => MsFlags::MS_UNBINDABLE,
         "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-        other => {
-            return Err(Error::SpecInvalid {
-                field: "linux.rootfsPropagation".into(),
-                message: format!("unknown propagation {other:?}"),
-            })
-        }
+        _ => return None,
     })
+}
+
+/// The propagation named by `linux.rootfsPropagation` (runc's default is `rslave`).
+pub fn rootfs_propagation(value: Option<&str>) -> Result<MsFlags> {
+    match value.unwrap_or("") {
+        "" => Ok(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+        other => propagation(other).ok_or_else(|| Error::SpecInvalid {
+            field: "linux.rootfsPropagation".into(),
+            message: format!("unknown propagation {other:?}"),
+        }),
+    }
 }
 
 /// The clone flag of a namespace type.

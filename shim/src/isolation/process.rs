@@ -13,18 +13,8 @@ use oci_spec::runtime::{LinuxCapabilities, Spec};
 
 use super::namespaces::Entered;
 use super::options::rlimit_resource;
-use super::seccomp;
+use super::{failed, seccomp};
 use crate::error::{Error, Result};
-
-fn failed(step: &str, target: impl std::fmt::Display) -> impl FnOnce(nix::Error) -> Error {
-    let step = step.to_string();
-    let target = target.to_string();
-    move |source| Error::Isolation {
-        step,
-        target,
-        source,
-    }
-}
 
 /// Hostname, domainname, sysctls and oom_score_adj: things set while still fully privileged.
 pub fn system(spec: &Spec, entered: &Entered) -> Result<()> {
@@ -142,8 +132,8 @@ pub fn drop_privileges(spec: &Spec) -> Result<()> {
         "setting supplementary groups",
         format!("{groups:?}"),
     ))?;
-    setresgid(gid, gid, gid).map_err(failed("setting gid", gid))?;
-    setresuid(uid, uid, uid).map_err(failed("setting uid", uid))?;
+    setresgid(gid, gid, gid).map_err(failed("setting gid", gid.to_string()))?;
+    setresuid(uid, uid, uid).map_err(failed("setting uid", uid.to_string()))?;
     nix::sys::prctl::set_keepcaps(false).map_err(failed("resetting keepcaps after", "setuid"))?;
 
     if let Some(c) = capabilities {
@@ -174,5 +164,5 @@ pub fn drop_privileges(spec: &Spec) -> Result<()> {
     } else {
         cwd.as_path()
     };
-    chdir(cwd).map_err(failed("entering the working directory", cwd.display()))
+    chdir(cwd).map_err(failed("entering the working directory", cwd))
 }

@@ -12,24 +12,10 @@ use nix::unistd::{chdir, chown, pivot_root, Gid, Uid};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 use wasmlet_oci::rootfs::resolve;
 
-use super::cgroupfs;
 use super::namespaces::Entered;
 use super::options::{rootfs_propagation, MountOptions};
+use super::{cgroupfs, failed};
 use crate::error::{Error, Result};
-
-fn failed(step: &str, target: impl AsRef<Path>) -> impl FnOnce(nix::Error) -> Error {
-    let step = step.to_string();
-    let target = target.as_ref().display().to_string();
-    move |source| Error::Isolation {
-        step,
-        target,
-        source,
-    }
-}
-
-fn io_failed(step: &'static str, target: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> Error {
-    Error::io(step, target.as_ref().to_path_buf())
-}
 
 /// Devices every container gets when its `/dev` is not the host's (runc's list).
 const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
@@ -226,20 +212,20 @@ fn mount_one(rootfs: &Path, m: &Mount, entered: &Entered) -> Result<()> {
 /// Create a mount target: a directory, or an empty file for a file bind mount.
 fn create_target(dest: &Path, dir: bool) -> Result<()> {
     if dir {
-        fs::create_dir_all(dest).map_err(io_failed("creating mount point", dest))
+        fs::create_dir_all(dest).map_err(Error::io("creating mount point", dest))
     } else {
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(io_failed("creating mount point", parent))?;
+            fs::create_dir_all(parent).map_err(Error::io("creating mount point", parent))?;
         }
         if !dest.exists() {
-            fs::File::create(dest).map_err(io_failed("creating mount point", dest))?;
+            fs::File::create(dest).map_err(Error::io("creating mount point", dest))?;
         }
         Ok(())
     }
 }
 
 /// Remount `path` (already a mount) with `flags` added, keeping the flags it has.
-fn remount(path: impl AsRef<Path>, flags: MsFlags) -> Result<()> {
+pub(super) fn remount(path: impl AsRef<Path>, flags: MsFlags) -> Result<()> {
     let path = path.as_ref();
     let current = nix::sys::statvfs::statvfs(path)
         .map(|s| statvfs_flags(s.flags()))
@@ -288,7 +274,7 @@ fn make_device(
 ) -> Result<()> {
     let dest = inside(rootfs, path)?;
     if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(io_failed("creating device directory", parent))?;
+        fs::create_dir_all(parent).map_err(Error::io("creating device directory", parent))?;
     }
     let _ = fs::remove_file(&dest);
     match mknod(
@@ -300,7 +286,7 @@ fn make_device(
         Ok(()) => {
             // mknod honours the umask; the spec's mode is exact.
             fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o7777))
-                .map_err(io_failed("setting the mode of", &dest))?;
+                .map_err(Error::io("setting the mode of", &dest))?;
             chown(&dest, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
                 .map_err(failed("chowning device", path))
         }
@@ -363,7 +349,7 @@ fn dev_symlinks(rootfs: &Path) -> Result<()> {
         if fs::symlink_metadata(&at).is_ok() {
             continue;
         }
-        symlink(target, &at).map_err(io_failed("creating symlink", &at))?;
+        symlink(target, &at).map_err(Error::io("creating symlink", &at))?;
     }
     Ok(())
 }
