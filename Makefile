@@ -38,7 +38,7 @@ build:
 
 examples:
 	$(CARGO) build --release -p hello --target wasm32-wasip1
-	$(CARGO) build --release -p hello --target wasm32-wasip2
+	$(CARGO) build --release -p hello -p http-hello --target wasm32-wasip2
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p pause --target $(HOST_TRIPLE)
 
 # Unit tests (no root) and the end-to-end suite against a private containerd.
@@ -55,8 +55,15 @@ BIG_MODULE := $(TARGET_DIR)/bench/bin/wasm-tools.wasm
 $(BIG_MODULE):
 	$(CARGO) install --locked --target wasm32-wasip1 --root $(TARGET_DIR)/bench wasm-tools@$(WASM_TOOLS_VERSION)
 
-bench: deps build examples $(BIG_MODULE)
-	WASMLET_SHIM_DIR=$(TARGET_DIR)/release BENCH_BIG_MODULE=$(BIG_MODULE) $(TARGET_DIR)/release/wasmlet-bench
+# The requests/s baseline: `wasmtime serve` of the Wasmtime version the shim embeds.
+WASMTIME_CLI_VERSION := 48.0.8
+BENCH_WASMTIME := $(TARGET_DIR)/bench/bin/wasmtime
+
+$(BENCH_WASMTIME):
+	$(CARGO) install --locked --root $(TARGET_DIR)/bench wasmtime-cli@$(WASMTIME_CLI_VERSION)
+
+bench: deps build examples $(BIG_MODULE) $(BENCH_WASMTIME)
+	WASMLET_SHIM_DIR=$(TARGET_DIR)/release BENCH_BIG_MODULE=$(BIG_MODULE) BENCH_WASMTIME=$(BENCH_WASMTIME) $(TARGET_DIR)/release/wasmlet-bench
 
 # Kubernetes on a kind cluster (needs Docker, kind and kubectl; see deploy/kind/e2e.sh).
 kind-e2e:

@@ -53,6 +53,10 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "invalid HTTP listen address {value:?} in {source_name}: expected ADDR:PORT, :PORT or PORT"
+    )]
+    InvalidListenAddress { source_name: String, value: String },
     #[error("image: {0}")]
     Image(String),
 }

@@ -44,6 +44,13 @@ pub struct WasiPlan {
     /// `linux.resources.memory.limit`: the cap on the module's linear memory, in bytes.
     #[serde(default)]
     pub memory_limit: Option<u64>,
+    /// Where the module listens when it is a `wasi:http/proxy` component (see [`crate::listen`]).
+    #[serde(default = "default_listen")]
+    pub http_listen: std::net::SocketAddr,
+}
+
+fn default_listen() -> std::net::SocketAddr {
+    crate::listen::DEFAULT_LISTEN
 }
 
 /// Compute the plan for `spec` whose rootfs is at `rootfs` on the host; the module is the
@@ -124,6 +131,7 @@ fn plan_with(
         }
     }
 
+    let http_listen = crate::listen::listen_address(spec, &env)?;
     Ok(WasiPlan {
         entrypoint,
         args,
@@ -131,6 +139,7 @@ fn plan_with(
         cwd,
         preopens,
         memory_limit: memory_limit(spec),
+        http_listen,
     })
 }
 

@@ -52,6 +52,33 @@ pub fn sniff(header: &[u8], path: &str) -> Result<WasmKind> {
     }
 }
 
+/// The interface a `wasi:http/proxy` component exports (any `0.2.x` version).
+pub const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2.";
+
+/// Whether the component `bytes` exports `wasi:http/incoming-handler@0.2.x`: such a
+/// component is served over HTTP, one instance per request, instead of run once. Only the
+/// outermost component's exports count; a malformed binary is "no" (the engine reports it).
+pub fn exports_http_handler(bytes: &[u8]) -> bool {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => depth += 1,
+            Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Payload::ComponentExportSection(exports)) if depth == 0 => {
+                for export in exports.into_iter().flatten() {
+                    if export.name.name.starts_with(HTTP_HANDLER_EXPORT) {
+                        return true;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 fn describe_non_wasm(header: &[u8]) -> String {
     if header.is_empty() {
         "the file is empty".into()
@@ -72,6 +99,35 @@ fn describe_non_wasm(header: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_handler_export_is_found_at_the_top_level_only() {
+        let proxy = wat::parse_str(
+            r#"(component
+                (instance $h)
+                (export "wasi:http/incoming-handler@0.2.6" (instance $h)))"#,
+        )
+        .unwrap();
+        assert!(exports_http_handler(&proxy));
+        let command = wat::parse_str(
+            r#"(component
+                (instance $r)
+                (export "wasi:cli/run@0.2.6" (instance $r)))"#,
+        )
+        .unwrap();
+        assert!(!exports_http_handler(&command));
+        let nested = wat::parse_str(
+            r#"(component
+                (component $inner
+                  (instance $h)
+                  (export "wasi:http/incoming-handler@0.2.6" (instance $h))))"#,
+        )
+        .unwrap();
+        assert!(!exports_http_handler(&nested));
+        let core = wat::parse_str("(module)").unwrap();
+        assert!(!exports_http_handler(&core));
+        assert!(!exports_http_handler(b"\0asm garbage"));
+    }
 
     #[test]
     fn classify_tells_native_from_wasm() {

@@ -47,6 +47,11 @@ pub enum Error {
     WorkloadDied { id: String, detail: String },
     #[error("cannot mount rootfs {target}: {message}")]
     Mount { target: PathBuf, message: String },
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{context} {path}: {source}")]
     Io {
         context: &'static str,
@@ -110,7 +115,8 @@ impl Error {
             | Error::InvalidSignal { .. }
             | Error::ModuleInvalid { .. }
             | Error::SpecInvalid { .. }
-            | Error::SpecUnsupported { .. } => Code::INVALID_ARGUMENT,
+            | Error::SpecUnsupported { .. }
+            | Error::Listen { .. } => Code::INVALID_ARGUMENT,
             Error::Prepare {
                 invalid_input: true,
                 ..
@@ -198,6 +204,13 @@ mod tests {
                 Code::INTERNAL,
             ),
             (Error::Engine("boom".into()), Code::INTERNAL),
+            (
+                Error::Listen {
+                    addr: "127.0.0.1:80".parse().unwrap(),
+                    source: std::io::ErrorKind::AddrInUse.into(),
+                },
+                Code::INVALID_ARGUMENT,
+            ),
             (
                 Error::Prepare {
                     message: "bad".into(),

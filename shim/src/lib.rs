@@ -16,6 +16,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod http_server;
 pub mod instance;
 pub mod isolation;
 pub mod launcher;

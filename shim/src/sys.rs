@@ -118,3 +118,15 @@ pub fn reset_signals_for_exec() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
+
+/// Give `signals` their default disposition again (before a server installs its own
+/// handlers, which would otherwise chain to [`exit_on_terminating_signals`]'s).
+pub fn default_disposition(signals: &[libc::c_int]) {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for sig in signals {
+        if let Ok(sig) = Signal::try_from(*sig) {
+            // SAFETY: restoring the default disposition installs no handler code.
+            let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+        }
+    }
+}

@@ -217,7 +217,7 @@ fn rust_wasip1_example(ctd: &Containerd) {
 }
 
 /// Engines without component support must refuse components with a message saying so.
-fn refuses_components(ctd: &Containerd, out_code: Option<i32>, message: &str) -> bool {
+pub(crate) fn refuses_components(ctd: &Containerd, out_code: Option<i32>, message: &str) -> bool {
     if crate::support::engine(ctd).components {
         return false;
     }

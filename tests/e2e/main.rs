@@ -8,6 +8,7 @@
 mod cache;
 mod cgroups;
 mod errors;
+mod http;
 mod images;
 mod isolation;
 mod lifecycle;
@@ -39,6 +40,7 @@ fn main() {
             .chain(isolation::TESTS)
             .chain(cgroups::TESTS)
             .chain(pods::TESTS)
+            .chain(http::TESTS)
         {
             // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
             // libtest shows the kind as `[root]` before the name.

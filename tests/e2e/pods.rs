@@ -20,15 +20,22 @@ use wasmlet_tests::leaks;
 
 use crate::support::{cri_containerd, engine, Test};
 
-pub const TESTS: &[(&str, Test)] = &[(
-    "pods::wasm_and_native_containers_in_one_pod",
-    wasm_and_native_containers_in_one_pod,
-)];
+pub const TESTS: &[(&str, Test)] = &[
+    (
+        "pods::wasm_and_native_containers_in_one_pod",
+        wasm_and_native_containers_in_one_pod,
+    ),
+    (
+        "pods::http_component_answers_at_the_pod_ip",
+        http_component_answers_at_the_pod_ip,
+    ),
+];
 
 const K8S_NS: &str = "k8s.io";
 const HELLO: &str = "docker.io/wasmlet/pod-hello:e2e";
 const EXIT42: &str = "docker.io/wasmlet/pod-exit42:e2e";
 const BUSYBOX: &str = "docker.io/wasmlet/pod-busybox:e2e";
+const HTTP: &str = "docker.io/wasmlet/pod-http-hello:e2e";
 
 /// The static pause binary `make examples` builds for this host.
 fn pause_binary() -> std::path::PathBuf {
@@ -51,6 +58,7 @@ pub fn import_images(ctd: &Containerd) {
     import_image(ctd, K8S_NS, &image);
     import_image(ctd, K8S_NS, &module_image(HELLO, wat("hello")));
     import_image(ctd, K8S_NS, &module_image(EXIT42, wat("exit42")));
+    import_image(ctd, K8S_NS, &module_image(HTTP, crate::http::http_hello()));
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox");
     let mut image = OciImage::new(BUSYBOX).file("/bin/busybox", busybox, 0o755);
     image.entrypoint = vec!["/bin/busybox".into()];
@@ -105,20 +113,25 @@ fn exited(cri: &Cri, id: &str) -> k8s_cri::v1::ContainerStatus {
     status.unwrap()
 }
 
-fn wasm_and_native_containers_in_one_pod(engine_ctd: &Containerd) {
-    let engine = engine(engine_ctd);
-    let ctd = cri_containerd(engine);
-    let cri = Cri::connect(&ctd).expect("CRI connection");
-    let logs = tempfile::tempdir().unwrap();
-    let pod_config = PodSandboxConfig {
+/// Pod tests run one at a time: each checks that only its own pod's shim, namespaces and
+/// cgroups exist.
+static ONE_POD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_pod_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_POD_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A pod named `name` (per engine) with its logs in `logs`, as kubelet configures one.
+fn pod_config(name: &str, engine: &str, logs: &Path) -> PodSandboxConfig {
+    PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
-            name: format!("pod-{}", engine.name),
-            uid: format!("uid-{}", engine.name),
+            name: format!("{name}-{engine}"),
+            uid: format!("uid-{name}-{engine}"),
             namespace: "wasmlet-e2e".into(),
             attempt: 0,
         }),
         hostname: "wasmlet-pod".into(),
-        log_directory: logs.path().to_string_lossy().into_owned(),
+        log_directory: logs.to_string_lossy().into_owned(),
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(kubelet_namespaces()),
@@ -127,7 +140,16 @@ fn wasm_and_native_containers_in_one_pod(engine_ctd: &Containerd) {
             ..Default::default()
         }),
         ..Default::default()
-    };
+    }
+}
+
+fn wasm_and_native_containers_in_one_pod(engine_ctd: &Containerd) {
+    let engine = engine(engine_ctd);
+    let ctd = cri_containerd(engine);
+    let cri = Cri::connect(&ctd).expect("CRI connection");
+    let logs = tempfile::tempdir().unwrap();
+    let pod_config = pod_config("pod", engine.name, logs.path());
+    let _one = one_pod_at_a_time();
     let netns_before = netns_entries();
     let pod = cri
         .run_pod(pod_config.clone(), engine.name)
@@ -245,6 +267,63 @@ fn wasm_and_native_containers_in_one_pod(engine_ctd: &Containerd) {
         netns_entries(),
         netns_before,
         leaks::mounts_under(&ctd.dir)
+    );
+}
+
+/// A Deployment's pod as kubelet runs it: a `wasi:http/proxy` component served by the shim,
+/// reached from the host at the pod's IP (what a Service's endpoints and kube-proxy use),
+/// logging in CRI format, stopped gracefully by StopContainer.
+fn http_component_answers_at_the_pod_ip(engine_ctd: &Containerd) {
+    let engine = engine(engine_ctd);
+    let ctd = cri_containerd(engine);
+    let cri = Cri::connect(&ctd).expect("CRI connection");
+    let logs = tempfile::tempdir().unwrap();
+    let pod_config = pod_config("web", engine.name, logs.path());
+    let _one = one_pod_at_a_time();
+    let pod = cri
+        .run_pod(pod_config.clone(), engine.name)
+        .expect("RunPodSandbox with our handler");
+    let ip = cri.pod_ip(&pod).expect("PodSandboxStatus");
+    let mut web = container("web", HTTP, &[], 64 << 20);
+    web.envs = vec![k8s_cri::v1::KeyValue {
+        key: "GREETING".into(),
+        value: "Hallo".into(),
+    }];
+    let created = cri.create(&pod, web, &pod_config);
+    if !engine.components {
+        let e = created.expect_err("components refused");
+        assert!(e.contains("does not run WebAssembly components"), "{e}");
+    } else {
+        let web = created.expect("CreateContainer (wasi:http/proxy)");
+        cri.start(&web).expect("StartContainer");
+        let addr: std::net::SocketAddr = format!("{ip}:8080").parse().unwrap();
+        crate::http::wait_serving(addr);
+        let r = wasmlet_tests::http::request(addr, "GET", "/", b"").unwrap();
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "Hallo from WebAssembly on wasmlet! (GET /)\n".into())
+        );
+        let log = std::fs::read_to_string(logs.path().join("web.log")).unwrap_or_default();
+        assert!(
+            log.contains(" stderr F wasmlet: serving HTTP on http://0.0.0.0:8080/"),
+            "web.log: {log:?}"
+        );
+        // SIGTERM drains and exits 0: the pod's container ends Completed, not killed.
+        cri.stop(&web, 10).expect("StopContainer");
+        let s = exited(&cri, &web);
+        assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{s:?}");
+    }
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    let address = ctd.address.to_string_lossy().into_owned();
+    let clean = eventually(Duration::from_secs(10), || {
+        leaks::processes_with(&[engine.shim, &address]).is_empty()
+            && leaks::cgroup_dirs(&format!("/k8s.io/{pod}")).is_empty()
+    });
+    assert!(
+        clean,
+        "pod left shims {:?}",
+        leaks::processes_with(&[engine.shim, &address])
     );
 }
 

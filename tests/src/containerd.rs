@@ -196,18 +196,20 @@ disabled_plugins = [{cri_disabled}"io.containerd.snapshotter.v1.btrfs", "io.cont
 }
 
 /// The CRI plugin's configuration and its CNI network (written under `dir`): a bridge of its
-/// own with `subnet` (a loopback range: these machines have no other), no gateway, no
-/// masquerading. `restrict_oom_score_adj`, because these machines cannot lower a score.
+/// own with `subnet` (a loopback range: these machines have no other), no masquerading, and
+/// `wasmlet-cni-localnet` chained after it so that the host reaches pods at their IPs.
+/// `restrict_oom_score_adj`, because these machines cannot lower a score.
 fn cri_config(dir: &Path, subnet: &str) -> Result<String, String> {
     let cni = dir.join("cni");
     std::fs::create_dir_all(&cni).map_err(|e| e.to_string())?;
-    let tag = format!("{:x}", Sha256::digest(dir.to_string_lossy().as_bytes()));
+    let bin = cni_bin_dir(dir)?;
+    let gateway = gateway(subnet)?;
     let conflist = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "wasmlet-e2e",
         "plugins": [{
             "type": "bridge",
-            "bridge": format!("wlt{}", &tag[..8]),
+            "bridge": bridge_name(dir),
             "isGateway": false,
             "ipMasq": false,
             "ipam": {
@@ -215,6 +217,11 @@ fn cri_config(dir: &Path, subnet: &str) -> Result<String, String> {
                 "ranges": [[{"subnet": subnet}]],
                 "dataDir": dir.join("cni-ipam"),
             }
+        }, {
+            "type": "wasmlet-cni-localnet",
+            "bridge": bridge_name(dir),
+            "subnet": subnet,
+            "gateway": gateway,
         }]
     });
     std::fs::write(
@@ -236,11 +243,60 @@ fn cri_config(dir: &Path, subnet: &str) -> Result<String, String> {
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmedge]
     runtime_type = "io.containerd.wasmedge.v1"
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+    bin_dir = "{bin}"
     conf_dir = "{cni}"
 "#,
-        cni = cni.display()
+        cni = cni.display(),
+        bin = bin.display()
     ))
+}
+
+/// The bridge of the CRI network of the containerd in `dir`.
+fn bridge_name(dir: &Path) -> String {
+    let tag = format!("{:x}", Sha256::digest(dir.to_string_lossy().as_bytes()));
+    format!("wlt{}", &tag[..8])
+}
+
+/// The first address of `subnet` (`a.b.c.0/24` gives `a.b.c.1`), which host-local never
+/// hands to a pod.
+fn gateway(subnet: &str) -> Result<String, String> {
+    let net: std::net::Ipv4Addr = subnet
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("bad subnet {subnet:?}"))?;
+    Ok(std::net::Ipv4Addr::from(u32::from(net) + 1).to_string())
+}
+
+/// A CNI plugin directory: Debian's plugins, and `wasmlet-cni-localnet` (built next to the
+/// running test binary, or in the release directory).
+fn cni_bin_dir(dir: &Path) -> Result<PathBuf, String> {
+    let bin = dir.join("cni-bin");
+    std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    let debian = std::fs::read_dir("/usr/lib/cni")
+        .map_err(|e| format!("/usr/lib/cni: {e} (apt-get install containernetworking-plugins)"))?;
+    for plugin in debian.flatten() {
+        std::os::unix::fs::symlink(plugin.path(), bin.join(plugin.file_name()))
+            .map_err(|e| e.to_string())?;
+    }
+    const LOCALNET: &str = "wasmlet-cni-localnet";
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let candidates = [
+        exe.parent().map(|d| d.join(LOCALNET)),
+        exe.parent()
+            .and_then(Path::parent)
+            .map(|d| d.join(LOCALNET)),
+        Some(crate::target_dir().join("release").join(LOCALNET)),
+    ];
+    let localnet = candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            format!("{LOCALNET} not built: cargo build --release -p wasmlet-tests --bins")
+        })?;
+    std::os::unix::fs::symlink(localnet, bin.join(LOCALNET)).map_err(|e| e.to_string())?;
+    Ok(bin)
 }
 
 impl Containerd {
@@ -294,5 +350,12 @@ impl Drop for Containerd {
             }
         }
         crate::leaks::unmount_under(&self.dir);
+        // The CRI network's bridge (with its address and routes), if pods made one.
+        if self.dir.join("cni").exists() {
+            let _ = Command::new("ip")
+                .args(["link", "delete", &bridge_name(&self.dir)])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }

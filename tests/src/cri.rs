@@ -117,6 +117,20 @@ impl Cri {
             .map(|_| ())
     }
 
+    /// The pod's IP address (PodSandboxStatus), what a Service's endpoints point at.
+    pub fn pod_ip(&self, id: &str) -> Result<String, String> {
+        let req = PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: false,
+        };
+        self.call(|mut c| async move { c.pod_sandbox_status(req).await })?
+            .status
+            .and_then(|s| s.network)
+            .map(|n| n.ip)
+            .filter(|ip| !ip.is_empty())
+            .ok_or_else(|| format!("pod {id} has no IP"))
+    }
+
     pub fn pods(&self) -> Result<Vec<PodSandbox>, String> {
         let req = ListPodSandboxRequest { filter: None };
         self.call(|mut c| async move { c.list_pod_sandbox(req).await })

@@ -8,6 +8,7 @@
 //! - [`containerd`]: starting, driving and stopping the private containerd.
 //! - [`cri`]: the CRI calls kubelet makes, for the pod tests.
 //! - [`fixtures`]: the `.wat` fixtures, rootfs directories and images built from them.
+//! - [`http`]: a small HTTP/1.1 client for the HTTP tests and bench.
 //! - [`leaks`]: finding processes, mounts, sockets and state a container left behind.
 
 pub mod api;
@@ -15,6 +16,7 @@ pub mod cmd;
 pub mod containerd;
 pub mod cri;
 pub mod fixtures;
+pub mod http;
 pub mod leaks;
 
 /// The workspace root (where `target/` is).

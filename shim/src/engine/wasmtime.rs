@@ -1,27 +1,70 @@
-//! The Wasmtime engine: WASI preview 1 core modules and preview 2 components
-//! (`wasi:cli/run`). This is the only file that imports `wasmtime` and `wasmtime-wasi`.
+//! The Wasmtime engine: WASI preview 1 core modules, preview 2 components
+//! (`wasi:cli/run`), and `wasi:http/proxy` components, served by [`crate::http_server`]
+//! with one fresh instance per request from Wasmtime's pooling allocator. This is the only
+//! file that imports `wasmtime`, `wasmtime-wasi` and `wasmtime-wasi-http`.
 
+use std::net::TcpListener;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use wasmlet_oci::{WasiPlan, WasmKind};
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{
-    Config, Engine as WtEngine, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store,
+    Config, Engine as WtEngine, ExternType, InstanceAllocationStrategy, InstancePre, Linker,
+    Module, PoolingAllocationConfig, ResourceLimiter, Store,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{
     FsPerms, I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::{Engine, Exit, Loaded, Prepared, TRAP_EXIT_CODE};
 use crate::cache::{FingerprintHasher, ModuleCache};
 use crate::error::{Error, Result};
 
-/// Wasmtime with its default (Cranelift) configuration.
+/// Wasmtime with its default (Cranelift) configuration; a second engine, with the pooling
+/// allocator, is made only for `wasi:http/proxy` components.
 pub struct Wasmtime {
+    sync: Flavour,
+    http: OnceLock<Flavour>,
+}
+
+/// A Wasmtime engine and its compile-cache fingerprint.
+struct Flavour {
     engine: WtEngine,
     fingerprint: String,
+}
+
+impl Flavour {
+    fn new(config: &Config) -> wasmtime::Result<Flavour> {
+        let engine = WtEngine::new(config)?;
+        let mut h = FingerprintHasher::default();
+        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
+        Ok(Flavour {
+            engine,
+            fingerprint: h.hex(),
+        })
+    }
+
+    /// The engine for HTTP components: instances from a pool (falling back to on-demand
+    /// allocation where the pool's address space cannot be reserved).
+    fn http() -> Result<Flavour> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(crate::http_server::MAX_CONCURRENT_REQUESTS as u32);
+        let mut pooled = config.clone();
+        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        Flavour::new(&pooled).or_else(|e| {
+            log::warn!("pooling allocator unavailable ({e:#}): allocating instances on demand");
+            Flavour::new(&config).map_err(engine_err)
+        })
+    }
 }
 
 /// A compiled module or component, linked to WASI but without its context yet.
@@ -34,6 +77,9 @@ pub enum WasmtimeLoaded {
     Component {
         engine: WtEngine,
         pre: CommandPre<P2Ctx>,
+    },
+    Http {
+        pre: ProxyPre<P2Ctx>,
     },
 }
 
@@ -50,12 +96,31 @@ pub enum WasmtimePrepared {
         pre: CommandPre<P2Ctx>,
         ctx: P2Ctx,
     },
+    Http {
+        handler: ProxyHandler,
+        listener: TcpListener,
+    },
+}
+
+/// Serves requests with a fresh instance of a `wasi:http/proxy` component each.
+pub struct ProxyHandler {
+    pre: ProxyPre<P2Ctx>,
+    plan: Arc<WasiPlan>,
 }
 
 /// Caps linear memory at the spec's memory limit; growing past it traps and is remembered.
 pub struct MemoryCap {
     limit: Option<u64>,
     exceeded: bool,
+}
+
+impl MemoryCap {
+    fn new(plan: &WasiPlan) -> MemoryCap {
+        MemoryCap {
+            limit: plan.memory_limit,
+            exceeded: false,
+        }
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -95,8 +160,30 @@ pub struct CoreData {
 /// Store data for components.
 pub struct P2Ctx {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
     table: ResourceTable,
     cap: MemoryCap,
+}
+
+impl P2Ctx {
+    fn new(plan: &WasiPlan) -> Result<P2Ctx> {
+        Ok(P2Ctx {
+            wasi: Wasmtime::wasi_builder(plan)?.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            cap: MemoryCap::new(plan),
+        })
+    }
+}
+
+impl WasiHttpView for P2Ctx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: wasmtime_wasi_http::default_hooks(),
+        }
+    }
 }
 
 impl WasiView for P2Ctx {
@@ -147,28 +234,33 @@ fn component_from_bytes(e: &WtEngine, b: &[u8]) -> wasmtime::Result<Component> {
     unsafe { Component::deserialize(e, b) }
 }
 
-impl Wasmtime {
-    /// Load a compiled artifact through the cache, compiling it on a miss.
-    fn load<T>(
-        &self,
-        plan: &WasiPlan,
-        cache: &ModuleCache,
-        precompile: impl FnOnce(&WtEngine, &[u8]) -> wasmtime::Result<Vec<u8>>,
-        from_file: fn(&WtEngine, &Path) -> wasmtime::Result<T>,
-        from_bytes: fn(&WtEngine, &[u8]) -> wasmtime::Result<T>,
-    ) -> Result<T> {
-        let path = &plan.entrypoint.host_path;
-        let bytes = std::fs::read(path).map_err(Error::io("reading module", path))?;
-        let (loaded, _) = cache.load_or_compile(
-            &bytes,
-            &self.fingerprint,
-            |b| precompile(&self.engine, b).map_err(invalid(plan)),
-            |p| from_file(&self.engine, p).map_err(engine_err),
-            |b| from_bytes(&self.engine, b).map_err(engine_err),
-        )?;
-        Ok(loaded)
-    }
+/// Load a compiled artifact of `bytes` through the cache, compiling it on a miss.
+fn load<T>(
+    flavour: &Flavour,
+    bytes: &[u8],
+    plan: &WasiPlan,
+    cache: &ModuleCache,
+    precompile: impl FnOnce(&WtEngine, &[u8]) -> wasmtime::Result<Vec<u8>>,
+    from_file: fn(&WtEngine, &Path) -> wasmtime::Result<T>,
+    from_bytes: fn(&WtEngine, &[u8]) -> wasmtime::Result<T>,
+) -> Result<T> {
+    let engine = &flavour.engine;
+    let (loaded, _) = cache.load_or_compile(
+        bytes,
+        &flavour.fingerprint,
+        |b| precompile(engine, b).map_err(invalid(plan)),
+        |p| from_file(engine, p).map_err(engine_err),
+        |b| from_bytes(engine, b).map_err(engine_err),
+    )?;
+    Ok(loaded)
+}
 
+fn read_module(plan: &WasiPlan) -> Result<Vec<u8>> {
+    let path = &plan.entrypoint.host_path;
+    std::fs::read(path).map_err(Error::io("reading module", path))
+}
+
+impl Wasmtime {
     fn wasi_builder(plan: &WasiPlan) -> Result<WasiCtxBuilder> {
         let mut b = WasiCtxBuilder::new();
         b.allow_blocking_current_thread(true)
@@ -194,7 +286,9 @@ impl Wasmtime {
     }
 
     fn load_core(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimeLoaded> {
-        let module: Module = self.load(
+        let module: Module = load(
+            &self.sync,
+            &read_module(plan)?,
             plan,
             cache,
             |e, b| e.precompile_module(b),
@@ -227,12 +321,12 @@ impl Wasmtime {
                 });
             }
         }
-        let mut linker: Linker<CoreData> = Linker::new(&self.engine);
+        let mut linker: Linker<CoreData> = Linker::new(&self.sync.engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |d: &mut CoreData| &mut d.wasi)
             .map_err(engine_err)?;
         let pre = linker.instantiate_pre(&module).map_err(invalid(plan))?;
         Ok(WasmtimeLoaded::Core {
-            engine: self.engine.clone(),
+            engine: self.sync.engine.clone(),
             pre,
             export,
         })
@@ -242,22 +336,44 @@ impl Wasmtime {
         if plan.entrypoint.export != wasmlet_oci::entrypoint::DEFAULT_EXPORT {
             return Err(Error::ModuleInvalid {
                 module: plan.entrypoint.guest_path.clone(),
-                message: "components run `wasi:cli/run`; `#export` selects functions of core modules only".into(),
+                message: "components run `wasi:cli/run` or serve `wasi:http/incoming-handler`; `#export` selects functions of core modules only".into(),
             });
         }
-        let component: Component = self.load(
+        let bytes = read_module(plan)?;
+        let http = wasmlet_oci::wasm::exports_http_handler(&bytes);
+        let flavour = match http {
+            true => match self.http.get() {
+                Some(f) => f,
+                None => {
+                    let f = Flavour::http()?;
+                    self.http.get_or_init(|| f)
+                }
+            },
+            false => &self.sync,
+        };
+        let component: Component = load(
+            flavour,
+            &bytes,
             plan,
             cache,
             |e, b| e.precompile_component(b),
             component_from_file,
             component_from_bytes,
         )?;
-        let mut linker: ComponentLinker<P2Ctx> = ComponentLinker::new(&self.engine);
+        let mut linker: ComponentLinker<P2Ctx> = ComponentLinker::new(&flavour.engine);
+        if http {
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                .map_err(engine_err)?;
+            let pre = linker.instantiate_pre(&component).map_err(invalid(plan))?;
+            let pre = ProxyPre::new(pre).map_err(invalid(plan))?;
+            return Ok(WasmtimeLoaded::Http { pre });
+        }
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
         let pre = linker.instantiate_pre(&component).map_err(invalid(plan))?;
         let pre = CommandPre::new(pre).map_err(invalid(plan))?;
         Ok(WasmtimeLoaded::Component {
-            engine: self.engine.clone(),
+            engine: self.sync.engine.clone(),
             pre,
         })
     }
@@ -270,12 +386,9 @@ impl Engine for Wasmtime {
     fn new() -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        let engine = WtEngine::new(&config).map_err(engine_err)?;
-        let mut h = FingerprintHasher::default();
-        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
         Ok(Wasmtime {
-            engine,
-            fingerprint: h.hex(),
+            sync: Flavour::new(&config).map_err(engine_err)?,
+            http: OnceLock::new(),
         })
     }
 
@@ -295,10 +408,6 @@ impl Loaded for WasmtimeLoaded {
     type Prepared = WasmtimePrepared;
 
     fn link(self, plan: &WasiPlan) -> Result<WasmtimePrepared> {
-        let cap = MemoryCap {
-            limit: plan.memory_limit,
-            exceeded: false,
-        };
         Ok(match self {
             WasmtimeLoaded::Core {
                 engine,
@@ -309,19 +418,27 @@ impl Loaded for WasmtimeLoaded {
                 pre,
                 data: CoreData {
                     wasi: Wasmtime::wasi_builder(plan)?.build_p1(),
-                    cap,
+                    cap: MemoryCap::new(plan),
                 },
                 export,
             },
             WasmtimeLoaded::Component { engine, pre } => WasmtimePrepared::Component {
                 engine,
                 pre,
-                ctx: P2Ctx {
-                    wasi: Wasmtime::wasi_builder(plan)?.build(),
-                    table: ResourceTable::new(),
-                    cap,
-                },
+                ctx: P2Ctx::new(plan)?,
             },
+            WasmtimeLoaded::Http { pre } => {
+                // Each request gets a context of its own; building one now fails Create,
+                // not every request, when a preopen cannot be opened.
+                P2Ctx::new(plan)?;
+                WasmtimePrepared::Http {
+                    listener: crate::http_server::bind(plan.http_listen)?,
+                    handler: ProxyHandler {
+                        pre,
+                        plan: Arc::new(plan.clone()),
+                    },
+                }
+            }
         })
     }
 }
@@ -370,6 +487,62 @@ impl Prepared for WasmtimePrepared {
                     Err(e) => exit(Err(e), &store.data().cap),
                 }
             }
+            WasmtimePrepared::Http { handler, listener } => {
+                Exit::code(crate::http_server::serve(listener, handler))
+            }
+        }
+    }
+}
+
+impl crate::http_server::Handler for ProxyHandler {
+    type Body = HyperOutgoingBody;
+
+    async fn handle(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> std::result::Result<hyper::Response<HyperOutgoingBody>, String> {
+        let ctx = P2Ctx::new(&self.plan).map_err(|e| e.to_string())?;
+        let mut store = Store::new(self.pre.engine(), ctx);
+        store.limiter(|d| &mut d.cap);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut http = store.data_mut().http();
+        let req = http
+            .new_incoming_request(Scheme::Http, req)
+            .map_err(|e| format!("{e:#}"))?;
+        let out = http
+            .new_response_outparam(tx)
+            .map_err(|e| format!("{e:#}"))?;
+        let pre = self.pre.clone();
+        // The instance runs on its own task: it may keep streaming the body after it has
+        // set the response.
+        let task = tokio::spawn(async move {
+            let result = match pre.instantiate_async(&mut store).await {
+                Ok(proxy) => {
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, req, out)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            result.map_err(|e| {
+                let cap = &store.data().cap;
+                match cap.limit {
+                    Some(limit) if cap.exceeded => {
+                        format!("the instance exceeded its memory limit of {limit} bytes")
+                    }
+                    _ => format!("WebAssembly trap: {e:?}"),
+                }
+            })
+        });
+        match rx.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(format!("the component answered with error {code:?}")),
+            Err(_) => Err(match task.await {
+                Ok(Ok(())) => "the component never set a response".to_string(),
+                Ok(Err(e)) => e,
+                Err(e) => format!("the request's task failed: {e}"),
+            }),
         }
     }
 }

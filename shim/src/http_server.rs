@@ -1,0 +1,158 @@
+//! The HTTP front of `wasi:http/proxy` workloads, engine-agnostic: it binds the listen
+//! address (inside the container, during Create, so a bad or busy address fails the task
+//! with its cause), serves HTTP/1.1 connections on a multi-threaded Tokio runtime, hands
+//! each request to the engine's [`Handler`] (a fresh instance per request), and on SIGTERM
+//! or SIGINT stops accepting, lets the requests in flight finish, and exits 0.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Incoming};
+use hyper::{Request, Response, StatusCode};
+
+use crate::error::{Error, Result};
+
+/// Requests served at once; more wait for a slot (the pooling allocator's instance count).
+pub const MAX_CONCURRENT_REQUESTS: usize = 1000;
+
+/// An error a response body may fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What answers requests: the engine's side of the server.
+pub trait Handler: Send + Sync + 'static {
+    /// The response body type.
+    type Body: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
+
+    /// Answer one request. An `Err` is logged to the container's stderr and answered 500
+    /// (its text is not shown to the client).
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = std::result::Result<Response<Self::Body>, String>> + Send;
+}
+
+/// Bind `addr` for [`serve`].
+pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    let listen_err = |source| Error::Listen { addr, source };
+    let listener = TcpListener::bind(addr).map_err(listen_err)?;
+    listener.set_nonblocking(true).map_err(listen_err)?;
+    Ok(listener)
+}
+
+/// Serve `listener` with `handler` until SIGTERM or SIGINT; the exit code.
+pub fn serve<H: Handler>(listener: TcpListener, handler: H) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wasmlet: cannot start the HTTP server's runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(accept_loop(listener, Arc::new(handler)))
+}
+
+async fn accept_loop<H: Handler>(listener: TcpListener, handler: Arc<H>) -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
+    // The workload's default handlers end it at once; a server drains instead.
+    crate::sys::default_disposition(&[libc::SIGTERM, libc::SIGINT]);
+    let signals =
+        signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
+    let (mut term, mut int) = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wasmlet: cannot watch for SIGTERM: {e}");
+            return 1;
+        }
+    };
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("wasmlet: cannot serve HTTP: {e}");
+            return 1;
+        }
+    };
+    if let Ok(addr) = listener.local_addr() {
+        eprintln!(
+            "wasmlet: serving HTTP on http://{addr}/ (wasi:http/proxy, one instance per request)"
+        );
+    }
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(connection(stream, handler.clone(), slots.clone(), stopped.clone()));
+                }
+                Err(e) => {
+                    // Out of descriptors or memory: wait for connections to close.
+                    eprintln!("wasmlet: accepting an HTTP connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    while connections.join_next().await.is_some() {}
+    0
+}
+
+async fn connection<H: Handler>(
+    stream: tokio::net::TcpStream,
+    handler: Arc<H>,
+    slots: Arc<tokio::sync::Semaphore>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let handler = handler.clone();
+        let slots = slots.clone();
+        async move {
+            let _slot = slots.acquire().await;
+            Ok::<_, Infallible>(match handler.handle(req).await {
+                Ok(response) => response.map(Either::Left),
+                Err(e) => {
+                    eprintln!("wasmlet: HTTP request failed: {e}");
+                    internal_error().map(Either::Right)
+                }
+            })
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        if !e.is_incomplete_message() {
+            eprintln!("wasmlet: HTTP connection: {e}");
+        }
+    }
+}
+
+fn internal_error() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(
+        b"500 Internal Server Error\n",
+    )));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}

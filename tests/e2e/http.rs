@@ -1,0 +1,155 @@
+//! `wasi:http/proxy` components served by the shim (one instance per request), reached on
+//! the host network; the pod-IP path is in `pods`. Engines without components refuse them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use wasmlet_tests::cmd::{eventually, Output};
+use wasmlet_tests::containerd::Containerd;
+use wasmlet_tests::fixtures::{example, require, rootfs};
+use wasmlet_tests::http::{free_port, request, Client};
+
+use crate::images::refuses_components;
+use crate::lifecycle::task_status;
+use crate::support::{assert_clean, rt, Test, NS};
+
+pub const TESTS: &[(&str, Test)] = &[
+    (
+        "http::proxy_component_serves_requests_and_drains_on_sigterm",
+        serves_requests,
+    ),
+    (
+        "http::busy_listen_address_fails_create",
+        busy_listen_address,
+    ),
+    ("http::bad_listen_address_fails_create", bad_listen_address),
+];
+
+/// A rootfs with the `http-hello` example at `/http.wasm`.
+pub(crate) fn http_hello() -> Vec<u8> {
+    let component = example("wasm32-wasip2", "http_hello");
+    require(&component).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::read(&component).unwrap()
+}
+
+/// `ctr run -d --net-host` of the example as `id`, listening on `listen`.
+fn start(ctd: &Containerd, id: &str, dir: &std::path::Path, listen: &str) -> Output {
+    let d = dir.to_string_lossy();
+    let listen = format!("WASMLET_HTTP_LISTEN={listen}");
+    let args = [
+        "run",
+        "-d",
+        "--net-host",
+        "--runtime",
+        rt(ctd),
+        "--env",
+        &listen,
+        "--env",
+        "GREETING=Bonjour",
+        "--rootfs",
+        &d,
+        id,
+        "/http.wasm",
+    ];
+    ctd.ctr_timeout(NS, &args, None, Duration::from_secs(60))
+}
+
+/// Wait until `addr` answers `GET /`.
+pub(crate) fn wait_serving(addr: SocketAddr) {
+    let up = eventually(Duration::from_secs(20), || {
+        request(addr, "GET", "/", b"").is_ok_and(|r| r.status == 200)
+    });
+    assert!(up, "nothing serves http://{addr}/");
+}
+
+fn serves_requests(ctd: &Containerd) {
+    let dir = rootfs(&[("/http.wasm", http_hello())]);
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let out = start(ctd, "http", dir.path(), &addr.to_string());
+    if refuses_components(ctd, out.code, &out.stderr) {
+        let _ = ctd.ctr(NS, &["container", "rm", "http"]);
+        assert_clean(ctd, "http");
+        return;
+    }
+    out.ok("ctr run -d http");
+    wait_serving(addr);
+
+    // The spec's environment reaches every instance; routes and status codes come through.
+    let hello = request(addr, "GET", "/", b"").unwrap();
+    assert_eq!(
+        (hello.status, hello.text()),
+        (200, "Bonjour from WebAssembly on wasmlet! (GET /)\n".into())
+    );
+    let body: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+    let echo = request(addr, "POST", "/echo", &body).unwrap();
+    assert_eq!(echo.status, 200);
+    assert!(echo.body == body, "echo returned {} bytes", echo.body.len());
+    assert_eq!(request(addr, "GET", "/missing", b"").unwrap().status, 404);
+
+    // Keep-alive, and concurrent clients.
+    let mut client = Client::connect(addr).unwrap();
+    for _ in 0..50 {
+        assert_eq!(client.request("GET", "/", b"").unwrap().status, 200);
+    }
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr).unwrap();
+                (0..20)
+                    .map(|_| c.request("GET", "/", b"").unwrap().status)
+                    .filter(|s| *s == 200)
+                    .count()
+            })
+        })
+        .collect();
+    let ok: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(ok, 160);
+
+    // SIGTERM: the server stops accepting, finishes, and exits 0 (not 143).
+    ctd.ctr(NS, &["task", "kill", "http"]).ok("ctr task kill");
+    let stopped = eventually(Duration::from_secs(5), || {
+        task_status(ctd, "http").is_some_and(|(s, _)| s == "STOPPED")
+    });
+    assert!(
+        stopped,
+        "still {:?} 5 s after SIGTERM",
+        task_status(ctd, "http")
+    );
+    assert!(request(addr, "GET", "/", b"").is_err(), "still serving");
+    // `ctr task delete` names the exit code only when it is not 0.
+    let out = ctd
+        .ctr(NS, &["task", "delete", "http"])
+        .ok("ctr task delete");
+    assert!(!out.stderr.contains("exit code"), "{out:?}");
+    ctd.ctr(NS, &["container", "rm", "http"])
+        .ok("ctr container rm");
+    assert_clean(ctd, "http");
+}
+
+fn busy_listen_address(ctd: &Containerd) {
+    let dir = rootfs(&[("/http.wasm", http_hello())]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = start(ctd, "http-busy", dir.path(), &addr);
+    if !refuses_components(ctd, out.code, &out.stderr) {
+        assert_ne!(out.code, Some(0), "{out:?}");
+        let want = format!("cannot listen for HTTP on {addr}: Address already in use");
+        assert!(out.stderr.contains(&want), "want {want:?}: {out:?}");
+    }
+    let _ = ctd.ctr(NS, &["container", "rm", "http-busy"]);
+    assert_clean(ctd, "http-busy");
+}
+
+fn bad_listen_address(ctd: &Containerd) {
+    let dir = rootfs(&[("/http.wasm", http_hello())]);
+    let out = start(ctd, "http-bad", dir.path(), "localhost:http");
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("invalid HTTP listen address \"localhost:http\" in environment variable WASMLET_HTTP_LISTEN"),
+        "{out:?}"
+    );
+    let _ = ctd.ctr(NS, &["container", "rm", "http-bad"]);
+    assert_clean(ctd, "http-bad");
+}
