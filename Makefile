@@ -2,7 +2,9 @@
 #
 #   make demo     set up and run a wasm container through a private containerd
 #   make test     the whole test suite (unit + end-to-end; end-to-end needs root)
-#   make bench    start-to-exit time and memory against runc
+#   make bench    start-to-exit time and memory against runc; HTTP req/s against wasmtime serve
+#   make installer-image  the node-installer image as an OCI archive (no Docker needed)
+#   make kind-e2e the Kubernetes path on a kind cluster (needs Docker, kind, kubectl)
 #   make install  install the shims into $(PREFIX)/bin (ENGINES="wasmtime wasmedge")
 
 PREFIX   ?= /usr/local
@@ -17,7 +19,7 @@ SHIM_FEATURES := $(if $(filter wasmedge,$(ENGINES)),--features wasmlet-shim/wasm
 # The pause process of the locally built sandbox image: static, for this host.
 HOST_TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 
-.PHONY: all deps build examples test unit e2e demo bench install uninstall lint fmt clean kind-e2e
+.PHONY: all deps build examples test unit e2e demo bench install uninstall lint fmt clean kind-e2e installer-image
 
 all: build
 
@@ -34,7 +36,7 @@ deps:
 
 build:
 	$(CARGO) build --release -p wasmlet-shim $(SHIM_FEATURES)
-	$(CARGO) build --release -p wasmlet-tests --bins
+	$(CARGO) build --release -p wasmlet-oci -p wasmlet-tests --bins
 
 examples:
 	$(CARGO) build --release -p hello --target wasm32-wasip1
@@ -64,6 +66,11 @@ $(BENCH_WASMTIME):
 
 bench: deps build examples $(BIG_MODULE) $(BENCH_WASMTIME)
 	WASMLET_SHIM_DIR=$(TARGET_DIR)/release BENCH_BIG_MODULE=$(BIG_MODULE) BENCH_WASMTIME=$(BENCH_WASMTIME) $(TARGET_DIR)/release/wasmlet-bench
+
+# The node-installer image as an OCI archive (no Docker needed): push it, or import it.
+installer-image: build
+	mkdir -p $(TARGET_DIR)/images
+	ENGINES="$(ENGINES)" SHIM_DIR=$(TARGET_DIR)/release deploy/kubernetes/installer/build-image.sh $(TARGET_DIR)/images/node-installer.tar
 
 # Kubernetes on a kind cluster (needs Docker, kind and kubectl; see deploy/kind/e2e.sh).
 kind-e2e:

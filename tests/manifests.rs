@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
 
 fn deploy(rel: &str) -> PathBuf {
@@ -83,13 +85,66 @@ fn installer_daemonset_runs_the_script_privileged_on_the_host_root() {
 }
 
 #[test]
-fn kustomization_lists_existing_files() {
-    let docs = documents("kubernetes/installer/kustomization.yaml");
-    let resources = docs[0].1["resources"].as_sequence().expect("resources");
-    for r in resources {
-        let rel = format!("kubernetes/installer/{}", r.as_str().unwrap());
-        assert!(deploy(&rel).exists(), "{rel}");
+fn kustomizations_list_existing_files() {
+    for dir in ["kubernetes/installer", "kubernetes/examples"] {
+        let docs = documents(&format!("{dir}/kustomization.yaml"));
+        let resources = docs[0].1["resources"].as_sequence().expect("resources");
+        for r in resources {
+            let rel = format!("{dir}/{}", r.as_str().unwrap());
+            assert!(deploy(&rel).exists(), "{rel}");
+        }
     }
+}
+
+/// The sample web service: a Deployment of wasm + native sidecar through a wasmlet
+/// RuntimeClass, and a Service whose selector and target port reach the port the shim
+/// listens on.
+#[test]
+fn sample_deployment_and_service_fit_together() {
+    let docs = documents("kubernetes/examples/http-hello.yaml");
+    let kinds: Vec<&str> = docs.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["Deployment", "Service"]);
+    let deployment: Deployment = serde_yaml::from_value(docs[0].1.clone()).expect("Deployment");
+    let service: Service = serde_yaml::from_value(docs[1].1.clone()).expect("Service");
+
+    let template = deployment.spec.expect("spec").template;
+    let pod = template.spec.expect("pod spec");
+    let classes: Vec<String> = documents("kubernetes/runtimeclass.yaml")
+        .into_iter()
+        .map(|(_, v)| v["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    let class = pod.runtime_class_name.expect("runtimeClassName");
+    assert!(classes.contains(&class), "{class} not in {classes:?}");
+    assert_eq!(pod.containers.len(), 2, "wasm + sidecar");
+
+    let web = &pod.containers[0];
+    let listen = web
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "WASMLET_HTTP_LISTEN")
+        .and_then(|e| e.value.clone())
+        .unwrap_or_else(|| "0.0.0.0:8080".into());
+    let listen_port: i32 = listen.rsplit(':').next().unwrap().parse().unwrap();
+    let port = &web.ports.as_ref().expect("ports")[0];
+    assert_eq!(port.container_port, listen_port);
+    let probe = web
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .expect("an HTTP readiness probe");
+    assert_eq!(probe.port, IntOrString::String(port.name.clone().unwrap()));
+
+    let labels = template.metadata.expect("metadata").labels.expect("labels");
+    let spec = service.spec.expect("service spec");
+    for (k, v) in spec.selector.expect("selector") {
+        assert_eq!(labels.get(&k), Some(&v), "selector {k}={v}");
+    }
+    let target = spec.ports.expect("ports")[0].target_port.clone();
+    assert_eq!(
+        target,
+        Some(IntOrString::String(port.name.clone().unwrap()))
+    );
 }
 
 /// The scripts users run (the kind e2e cannot run on this project's machines) at least

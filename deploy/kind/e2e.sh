@@ -4,14 +4,17 @@
 # syntax and everything it builds that can be built there).
 #
 # Builds the shims, a kind node image with them registered as handler `wasmtime`, creates a
-# cluster, loads the freshly built example image (nothing published is used), applies the
-# RuntimeClasses and a Job, waits for it, checks its log, and deletes the cluster.
+# cluster, loads the freshly built example images (none of ours is pulled), applies the
+# RuntimeClasses, a Job (hello, WASI p1) and the sample Deployment + Service (http-hello,
+# wasi:http/proxy, with a busybox sidecar pulled from Docker Hub), waits for them, checks
+# logs and an HTTP response through the Service, and deletes the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 CLUSTER="${KIND_CLUSTER:-wasmlet-e2e}"
 NODE_IMAGE="wasmlet/kind-node:dev"
 APP_IMAGE="docker.io/wasmlet/hello:kind-e2e"
+WEB_IMAGE="docker.io/wasmlet/http-hello:kind-e2e"
 for tool in docker kind kubectl; do
   command -v "$tool" >/dev/null || { echo "kind-e2e needs $tool on PATH" >&2; exit 2; }
 done
@@ -23,8 +26,11 @@ trap 'kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true; rm -rf "$wo
 
 cargo run -q --release -p wasmlet-oci -- build -t "$APP_IMAGE" -o "$work/hello.tar" \
   "target/wasm32-wasip1/release/hello.wasm:/hello.wasm"
+cargo run -q --release -p wasmlet-oci -- build -t "$WEB_IMAGE" -o "$work/http-hello.tar" \
+  "target/wasm32-wasip2/release/http_hello.wasm:/http-hello.wasm"
 kind create cluster --name "$CLUSTER" --image "$NODE_IMAGE" --wait 120s
 kind load image-archive --name "$CLUSTER" "$work/hello.tar"
+kind load image-archive --name "$CLUSTER" "$work/http-hello.tar"
 
 kubectl apply -f deploy/kubernetes/runtimeclass.yaml
 kubectl apply -f - <<YAML
@@ -48,4 +54,14 @@ kubectl wait --for=condition=complete --timeout=120s job/wasmlet-hello
 logs=$(kubectl logs job/wasmlet-hello)
 echo "$logs"
 grep -q "Hello from WebAssembly" <<<"$logs"
+
+# The sample web service: wasm + native sidecar per pod, a Service in front.
+sed "s|docker.io/wasmlet/http-hello:latest|$WEB_IMAGE|" deploy/kubernetes/examples/http-hello.yaml |
+  kubectl apply -f -
+kubectl wait --for=condition=Available --timeout=180s deployment/http-hello
+kubectl logs deployment/http-hello -c web | grep -q "serving HTTP on http://0.0.0.0:8080/"
+answer=$(kubectl run wasmlet-client --image=docker.io/library/busybox:1.36 --restart=Never \
+  --rm -i --quiet --command -- wget -q -O - http://http-hello/)
+echo "$answer"
+grep -q "Hello from WebAssembly on wasmlet! (GET /)" <<<"$answer"
 echo "kind-e2e: ok"

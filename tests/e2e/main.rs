@@ -10,6 +10,7 @@ mod cgroups;
 mod errors;
 mod http;
 mod images;
+mod installer_image;
 mod isolation;
 mod lifecycle;
 mod pods;
@@ -51,6 +52,15 @@ fn main() {
             .with_kind("root");
             trials.push(trial.with_ignored_flag(engine_unavailable.is_some()));
         }
+    }
+    // Engine-neutral tests: once, on the first engine's containerd.
+    for (name, test) in installer_image::TESTS {
+        let trial = Trial::test(*name, move || {
+            test(&support::containerd(&support::ENGINES[0]));
+            Ok(())
+        })
+        .with_kind("root");
+        trials.push(trial.with_ignored_flag(unavailable.is_some()));
     }
     let conclusion = libtest_mimic::run(&args, trials);
     support::shutdown();

@@ -127,15 +127,17 @@ case "$ACTION" in
     mkdir -p "$HOST_ROOT$BIN_DIR" "$(dirname "$CONFIG")"
     for engine in $ENGINES; do
       shim="containerd-shim-$engine-v1"
-      install -m 0755 "$SHIM_SOURCE/$shim" "$HOST_ROOT$BIN_DIR/$shim.wasmlet-new"
+      # cp + chmod, not install(1): BusyBox builds without it exist (Debian's does).
+      cp "$SHIM_SOURCE/$shim" "$HOST_ROOT$BIN_DIR/$shim.wasmlet-new"
+      chmod 0755 "$HOST_ROOT$BIN_DIR/$shim.wasmlet-new"
       mv "$HOST_ROOT$BIN_DIR/$shim.wasmlet-new" "$HOST_ROOT$BIN_DIR/$shim"
     done
     touch "$CONFIG"
     [ -f "$CONFIG.wasmlet-backup" ] || cp "$CONFIG" "$CONFIG.wasmlet-backup"
-    before=$(cksum < "$CONFIG")
+    before=$(md5sum < "$CONFIG")
     remove_block
     add_block
-    if [ "$(cksum < "$CONFIG")" != "$before" ]; then
+    if [ "$(md5sum < "$CONFIG")" != "$before" ]; then
       restart_containerd
     else
       log "config already up to date"

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Modules land at `/<file name>` unless `:GUEST` says where; the first module is the
-//! entrypoint unless `--entrypoint` is given. `--wasm-layers` writes the CNCF wasm artifact
+//! entrypoint unless `--entrypoint` is given. With `--entrypoint`, modules are optional: an
+//! image of `--add`ed native files (the node-installer image). `--wasm-layers` writes the CNCF wasm artifact
 //! form (each module a layer) instead of a rootfs layer.
 
 use std::process::ExitCode;
@@ -83,7 +84,9 @@ fn run(args: &[String]) -> Result<String, String> {
     }
     let name = name.ok_or("-t NAME is required")?;
     let out = out.ok_or("-o OUT.tar is required")?;
-    if modules.is_empty() {
+    // Without a module, an image of `--add`ed files with an explicit entrypoint (a
+    // native image: the pause or node-installer image).
+    if modules.is_empty() && (spec.entrypoint.is_empty() || spec.form == Form::WasmLayers) {
         return Err(format!("no module given\n{USAGE}"));
     }
     spec.name = name;
@@ -157,6 +160,18 @@ mod tests {
             .unwrap_err()
             .contains("no module"));
         assert!(run(&args(&["push"])).unwrap_err().contains("usage"));
+        let native = run(&args(&[
+            "build",
+            "-t",
+            "a:b",
+            "-o",
+            &o,
+            "--entrypoint",
+            "/bin/sh",
+            "--add",
+            &format!("{m}:/bin/sh"),
+        ]));
+        assert!(native.is_ok(), "{native:?}");
         let text = d.path().join("t.wasm");
         std::fs::write(&text, b"hello").unwrap();
         let err = run(&args(&[

@@ -1,0 +1,123 @@
+//! The node-installer image as the DaemonSet runs it: built without Docker by
+//! `deploy/kubernetes/installer/build-image.sh` (Debian's static BusyBox, install.sh, the
+//! shim), imported, and run with runc against a node root with a real containerd 1.7
+//! config: install, install again (no change), uninstall (config restored). Engine-neutral:
+//! runs once.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use wasmlet_tests::cmd::{run, Output};
+use wasmlet_tests::containerd::{Containerd, Options};
+
+use crate::support::{Test, NS};
+
+pub const TESTS: &[(&str, Test)] = &[(
+    "installer_image::installs_and_uninstalls_on_a_node_root",
+    installs_and_uninstalls,
+)];
+
+const IMAGE: &str = "docker.io/wasmlet/node-installer:e2e";
+
+fn installer(ctd: &Containerd, id: &str, host: &Path, args: &[&str]) -> Output {
+    let mount = format!(
+        "type=bind,src={},dst=/host,options=rbind:rw",
+        host.display()
+    );
+    let mut all = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.runc.v2",
+        "--mount",
+        &mount,
+        "--env",
+        "HOST_ROOT=/host",
+        "--env",
+        "RESTART=none",
+        "--env",
+        "ENGINES=wasmtime",
+        IMAGE,
+        id,
+    ];
+    all.extend_from_slice(args);
+    ctd.ctr_timeout(NS, &all, Some(b""), Duration::from_secs(60))
+}
+
+fn installs_and_uninstalls(ctd: &Containerd) {
+    let shim_dir = Options::from_env().shim_dir;
+    let tar = ctd.dir.join("node-installer.tar");
+    let script = wasmlet_tests::workspace_root().join("deploy/kubernetes/installer/build-image.sh");
+    run(
+        std::process::Command::new(&script)
+            .arg(&tar)
+            .arg(IMAGE)
+            .env("SHIM_DIR", &shim_dir)
+            .env("ENGINES", "wasmtime"),
+        None,
+        Duration::from_secs(120),
+    )
+    .ok("build-image.sh");
+    ctd.ctr(NS, &["image", "import", &tar.to_string_lossy()])
+        .ok("ctr image import");
+
+    let host = tempfile::tempdir().unwrap();
+    // The DaemonSet's long-running container: BusyBox's sh runs its applets by name.
+    let out = installer(
+        ctd,
+        "installer-sh",
+        host.path(),
+        &["/bin/sh", "-c", "exec sleep 0"],
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+
+    let config = host.path().join("etc/containerd/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let original = std::fs::read_to_string(
+        wasmlet_tests::workspace_root()
+            .join("tests/fixtures/containerd-configs/containerd-1.7.toml"),
+    )
+    .unwrap();
+    std::fs::write(&config, &original).unwrap();
+    let install = ["/bin/sh", "/wasmlet/install.sh", "install"];
+
+    let out = installer(ctd, "installer-1", host.path(), &install);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout_str().contains("flavour: containerd"), "{out:?}");
+    let shim = host
+        .path()
+        .join("usr/local/bin/containerd-shim-wasmtime-v1");
+    let built = std::fs::read(shim_dir.join("containerd-shim-wasmtime-v1")).unwrap();
+    assert!(
+        std::fs::read(&shim).unwrap() == built,
+        "the built shim is installed"
+    );
+    assert_eq!(shim.metadata().unwrap().permissions().mode() & 0o777, 0o755);
+    let installed = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        installed.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmtime]")
+            && installed.contains("runtime_type = \"io.containerd.wasmtime.v1\""),
+        "{installed}"
+    );
+    let backup = host
+        .path()
+        .join("etc/containerd/config.toml.wasmlet-backup");
+    assert_eq!(std::fs::read_to_string(backup).unwrap(), original);
+
+    let out = installer(ctd, "installer-2", host.path(), &install);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout_str().contains("already up to date"), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), installed);
+
+    let out = installer(
+        ctd,
+        "installer-3",
+        host.path(),
+        &["/bin/sh", "/wasmlet/install.sh", "uninstall"],
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
+    assert!(!shim.exists());
+    ctd.ctr(NS, &["image", "rm", IMAGE]).ok("ctr image rm");
+}
