@@ -40,6 +40,8 @@ fn start(ctd: &Containerd, id: &str, dir: &std::path::Path, listen: &str) -> Out
         "run",
         "-d",
         "--net-host",
+        "--memory-limit",
+        "67108864",
         "--runtime",
         rt(ctd),
         "--env",
@@ -87,6 +89,15 @@ fn serves_requests(ctd: &Containerd) {
     assert!(echo.body == body, "echo returned {} bytes", echo.body.len());
     assert_eq!(request(addr, "GET", "/missing", b"").unwrap().status, 404);
 
+    // The memory limit caps each instance: one growing past it fails its request alone.
+    let small = request(addr, "GET", "/alloc/8", b"").unwrap();
+    assert_eq!(
+        (small.status, small.text()),
+        (200, "allocated 8 MiB\n".into())
+    );
+    assert_eq!(request(addr, "GET", "/alloc/100", b"").unwrap().status, 500);
+    assert_eq!(request(addr, "GET", "/", b"").unwrap().status, 200);
+
     // Keep-alive, and concurrent clients.
     let mut client = Client::connect(addr).unwrap();
     for _ in 0..50 {
@@ -105,6 +116,43 @@ fn serves_requests(ctd: &Containerd) {
         .collect();
     let ok: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
     assert_eq!(ok, 160);
+
+    // Busy instances take turns: with more of them than the server has threads, a quick
+    // request is still answered while they all compute.
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || request(addr, "GET", "/spin/4000", b"").map(|r| r.status))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let quick = request(addr, "GET", "/", b"").unwrap();
+    assert_eq!(quick.status, 200);
+    assert!(
+        spinners.iter().all(|s| !s.is_finished()),
+        "the quick request waited for the busy ones"
+    );
+    for s in spinners {
+        assert_eq!(s.join().unwrap().unwrap(), 200);
+    }
+
+    // A request whose client goes away stops computing: its instance is cancelled at its
+    // next yield instead of spinning on for the 30 s it was asked to.
+    let (_, pid) = task_status(ctd, "http").expect("task listed");
+    {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /spin/30000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(pid) - before;
+    assert!(
+        spent < 50,
+        "the server used {spent} of 100 ticks after the client left"
+    );
 
     // SIGTERM: the server stops accepting, finishes, and exits 0 (not 143).
     ctd.ctr(NS, &["task", "kill", "http"]).ok("ctr task kill");
@@ -125,6 +173,14 @@ fn serves_requests(ctd: &Containerd) {
     ctd.ctr(NS, &["container", "rm", "http"])
         .ok("ctr container rm");
     assert_clean(ctd, "http");
+}
+
+/// CPU time (user + system, in clock ticks of 1/100 s) of process `pid` and its threads.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+    // utime and stime are fields 14 and 15 of stat(5); this slice starts at field 3.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 fn busy_listen_address(ctd: &Containerd) {

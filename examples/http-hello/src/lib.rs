@@ -4,6 +4,10 @@
 //! - `GET /` answers with a greeting (`$GREETING` from the container's environment, else
 //!   "Hello") and the request's method and path;
 //! - `POST /echo` answers with the request body;
+//! - `GET /alloc/<MiB>` allocates and touches that much memory first (to see the
+//!   per-instance memory limit at work: past it, the request fails and the server goes on);
+//! - `GET /spin/<ms>` computes without pause for that long (other requests are still
+//!   answered meanwhile: the shim makes busy instances take turns);
 //! - anything else is a 404.
 //!
 //! Build: `cargo build --release -p http-hello --target wasm32-wasip2`.
@@ -28,12 +32,36 @@ impl wasip2::exports::http::incoming_handler::Guest for HttpHello {
                 Ok(body) => (200, body),
                 Err(e) => (400, format!("reading the request body: {e}\n").into_bytes()),
             },
+            (Method::Get, p) if p.starts_with("/alloc/") => match p[7..].parse::<usize>() {
+                Ok(mib) => {
+                    let block = vec![1u8; mib << 20];
+                    let text = format!("allocated {} MiB\n", block.len() >> 20);
+                    (200, text.into_bytes())
+                }
+                Err(_) => (400, b"usage: /alloc/<MiB>\n".to_vec()),
+            },
+            (Method::Get, p) if p.starts_with("/spin/") => match p[6..].parse::<u64>() {
+                Ok(ms) => {
+                    spin(std::time::Duration::from_millis(ms));
+                    (200, format!("spun {ms} ms\n").into_bytes())
+                }
+                Err(_) => (400, b"usage: /spin/<ms>\n".to_vec()),
+            },
             _ => (
                 404,
                 format!("no route for {} {path}\n", name(&method)).into_bytes(),
             ),
         };
         respond(out, status, &body);
+    }
+}
+
+/// Compute, without waiting on anything, for `how_long`.
+fn spin(how_long: std::time::Duration) {
+    let start = std::time::Instant::now();
+    let mut rounds = 0u64;
+    while start.elapsed() < how_long {
+        rounds = std::hint::black_box(rounds + 1);
     }
 }
 

@@ -52,10 +52,11 @@ impl Flavour {
     }
 
     /// The engine for HTTP components: instances from a pool (falling back to on-demand
-    /// allocation where the pool's address space cannot be reserved).
+    /// allocation where the pool's address space cannot be reserved), and epoch
+    /// interruption, so that a busy instance yields to the others every [`YIELD_EVERY`].
     fn http() -> Result<Flavour> {
         let mut config = Config::new();
-        config.wasm_component_model(true);
+        config.wasm_component_model(true).epoch_interruption(true);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(crate::http_server::MAX_CONCURRENT_REQUESTS as u32);
         let mut pooled = config.clone();
@@ -101,6 +102,10 @@ pub enum WasmtimePrepared {
         listener: TcpListener,
     },
 }
+
+/// How often an HTTP instance that computes without waiting yields its thread to other
+/// requests (and notices that its request was dropped).
+const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Serves requests with a fresh instance of a `wasi:http/proxy` component each.
 pub struct ProxyHandler {
@@ -488,6 +493,11 @@ impl Prepared for WasmtimePrepared {
                 }
             }
             WasmtimePrepared::Http { handler, listener } => {
+                let engine = handler.pre.engine().clone();
+                std::thread::spawn(move || loop {
+                    std::thread::sleep(YIELD_EVERY);
+                    engine.increment_epoch();
+                });
                 Exit::code(crate::http_server::serve(listener, handler))
             }
         }
@@ -504,6 +514,8 @@ impl crate::http_server::Handler for ProxyHandler {
         let ctx = P2Ctx::new(&self.plan).map_err(|e| e.to_string())?;
         let mut store = Store::new(self.pre.engine(), ctx);
         store.limiter(|d| &mut d.cap);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();
         let req = http
@@ -535,7 +547,12 @@ impl crate::http_server::Handler for ProxyHandler {
                 }
             })
         });
-        match rx.await {
+        // A request dropped before its response (the client went away) stops its instance
+        // at its next yield; once the response is out, the instance streams the body on.
+        let abort = AbortUnlessAnswered(Some(task.abort_handle()));
+        let answer = rx.await;
+        abort.answered();
+        match answer {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => Err(format!("the component answered with error {code:?}")),
             Err(_) => Err(match task.await {
@@ -543,6 +560,23 @@ impl crate::http_server::Handler for ProxyHandler {
                 Ok(Err(e)) => e,
                 Err(e) => format!("the request's task failed: {e}"),
             }),
+        }
+    }
+}
+
+/// Aborts a request's instance task when dropped, unless [`answered`](Self::answered).
+struct AbortUnlessAnswered(Option<tokio::task::AbortHandle>);
+
+impl AbortUnlessAnswered {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortUnlessAnswered {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
         }
     }
 }
