@@ -1,5 +1,6 @@
-//! The engine seam: a small trait that each WebAssembly engine implements in its own file,
-//! the only file that imports that engine's crate.
+//! The engine seam: a small trait that each WebAssembly engine implements in a module of
+//! its own (`wasmedge.rs`; `wasmtime/`, whose `http` child serves `wasi:http/proxy`),
+//! the only place that imports that engine's crates.
 //!
 //! An engine is used inside the workload process only, during Create: [`Engine::load`]
 //! before the workload enters its container (compile or load from the cache, check the

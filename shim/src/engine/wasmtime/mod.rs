@@ -1,27 +1,28 @@
 //! The Wasmtime engine: WASI preview 1 core modules, preview 2 components
-//! (`wasi:cli/run`), and `wasi:http/proxy` components, served by [`crate::http_server`]
-//! with one fresh instance per request from Wasmtime's pooling allocator. This is the only
-//! file that imports `wasmtime`, `wasmtime-wasi` and `wasmtime-wasi-http`.
+//! (`wasi:cli/run`), and `wasi:http/proxy` components ([`http`]). This module (this file
+//! and its `http` child) is the only place that imports `wasmtime`, `wasmtime-wasi` and
+//! `wasmtime-wasi-http`.
+
+mod http;
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use wasmlet_oci::{WasiPlan, WasmKind};
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{
-    Config, Engine as WtEngine, ExternType, InstanceAllocationStrategy, InstancePre, Linker,
-    Module, PoolingAllocationConfig, ResourceLimiter, Store,
+    Config, Engine as WtEngine, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{
     FsPerms, I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use http::ProxyHandler;
 
 use super::{Engine, Exit, Loaded, Prepared, TRAP_EXIT_CODE};
 use crate::cache::{FingerprintHasher, ModuleCache};
@@ -48,22 +49,6 @@ impl Flavour {
         Ok(Flavour {
             engine,
             fingerprint: h.hex(),
-        })
-    }
-
-    /// The engine for HTTP components: instances from a pool (falling back to on-demand
-    /// allocation where the pool's address space cannot be reserved), and epoch
-    /// interruption, so that a busy instance yields to the others every [`YIELD_EVERY`].
-    fn http() -> Result<Flavour> {
-        let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(crate::http_server::MAX_CONCURRENT_REQUESTS as u32);
-        let mut pooled = config.clone();
-        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        Flavour::new(&pooled).or_else(|e| {
-            log::warn!("pooling allocator unavailable ({e:#}): allocating instances on demand");
-            Flavour::new(&config).map_err(engine_err)
         })
     }
 }
@@ -101,16 +86,6 @@ pub enum WasmtimePrepared {
         handler: ProxyHandler,
         listener: TcpListener,
     },
-}
-
-/// How often an HTTP instance that computes without waiting yields its thread to other
-/// requests (and notices that its request was dropped).
-const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// Serves requests with a fresh instance of a `wasi:http/proxy` component each.
-pub struct ProxyHandler {
-    pre: ProxyPre<P2Ctx>,
-    plan: Arc<WasiPlan>,
 }
 
 /// Caps linear memory at the spec's memory limit; growing past it traps and is remembered.
@@ -178,16 +153,6 @@ impl P2Ctx {
             table: ResourceTable::new(),
             cap: MemoryCap::new(plan),
         })
-    }
-}
-
-impl WasiHttpView for P2Ctx {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: wasmtime_wasi_http::default_hooks(),
-        }
     }
 }
 
@@ -350,7 +315,7 @@ impl Wasmtime {
             true => match self.http.get() {
                 Some(f) => f,
                 None => {
-                    let f = Flavour::http()?;
+                    let f = http::flavour()?;
                     self.http.get_or_init(|| f)
                 }
             },
@@ -433,16 +398,8 @@ impl Loaded for WasmtimeLoaded {
                 ctx: P2Ctx::new(plan)?,
             },
             WasmtimeLoaded::Http { pre } => {
-                // Each request gets a context of its own; building one now fails Create,
-                // not every request, when a preopen cannot be opened.
-                P2Ctx::new(plan)?;
-                WasmtimePrepared::Http {
-                    listener: crate::http_server::bind(plan.http_listen)?,
-                    handler: ProxyHandler {
-                        pre,
-                        plan: Arc::new(plan.clone()),
-                    },
-                }
+                let (handler, listener) = http::prepare(pre, plan)?;
+                WasmtimePrepared::Http { handler, listener }
             }
         })
     }
@@ -480,6 +437,7 @@ impl Prepared for WasmtimePrepared {
                 });
                 exit(result, &store.data().cap)
             }
+            WasmtimePrepared::Http { handler, listener } => http::serve(handler, listener),
             WasmtimePrepared::Component { engine, pre, ctx } => {
                 let mut store = Store::new(&engine, ctx);
                 store.limiter(|d| &mut d.cap);
@@ -492,91 +450,6 @@ impl Prepared for WasmtimePrepared {
                     Err(e) => exit(Err(e), &store.data().cap),
                 }
             }
-            WasmtimePrepared::Http { handler, listener } => {
-                let engine = handler.pre.engine().clone();
-                std::thread::spawn(move || loop {
-                    std::thread::sleep(YIELD_EVERY);
-                    engine.increment_epoch();
-                });
-                Exit::code(crate::http_server::serve(listener, handler))
-            }
-        }
-    }
-}
-
-impl crate::http_server::Handler for ProxyHandler {
-    type Body = HyperOutgoingBody;
-
-    async fn handle(
-        &self,
-        req: hyper::Request<hyper::body::Incoming>,
-    ) -> std::result::Result<hyper::Response<HyperOutgoingBody>, String> {
-        let ctx = P2Ctx::new(&self.plan).map_err(|e| e.to_string())?;
-        let mut store = Store::new(self.pre.engine(), ctx);
-        store.limiter(|d| &mut d.cap);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut http = store.data_mut().http();
-        let req = http
-            .new_incoming_request(Scheme::Http, req)
-            .map_err(|e| format!("{e:#}"))?;
-        let out = http
-            .new_response_outparam(tx)
-            .map_err(|e| format!("{e:#}"))?;
-        let pre = self.pre.clone();
-        // The instance runs on its own task: it may keep streaming the body after it has
-        // set the response.
-        let task = tokio::spawn(async move {
-            let result = match pre.instantiate_async(&mut store).await {
-                Ok(proxy) => {
-                    proxy
-                        .wasi_http_incoming_handler()
-                        .call_handle(&mut store, req, out)
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            result.map_err(|e| {
-                let cap = &store.data().cap;
-                match cap.limit {
-                    Some(limit) if cap.exceeded => {
-                        format!("the instance exceeded its memory limit of {limit} bytes")
-                    }
-                    _ => format!("WebAssembly trap: {e:?}"),
-                }
-            })
-        });
-        // A request dropped before its response (the client went away) stops its instance
-        // at its next yield; once the response is out, the instance streams the body on.
-        let abort = AbortUnlessAnswered(Some(task.abort_handle()));
-        let answer = rx.await;
-        abort.answered();
-        match answer {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(format!("the component answered with error {code:?}")),
-            Err(_) => Err(match task.await {
-                Ok(Ok(())) => "the component never set a response".to_string(),
-                Ok(Err(e)) => e,
-                Err(e) => format!("the request's task failed: {e}"),
-            }),
-        }
-    }
-}
-
-/// Aborts a request's instance task when dropped, unless [`answered`](Self::answered).
-struct AbortUnlessAnswered(Option<tokio::task::AbortHandle>);
-
-impl AbortUnlessAnswered {
-    fn answered(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for AbortUnlessAnswered {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
         }
     }
 }

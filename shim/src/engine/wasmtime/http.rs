@@ -1,0 +1,158 @@
+//! `wasi:http/proxy` components under Wasmtime: the engine flavour (pooling allocator, epoch
+//! interruption), the listener bound during Create, and the handler that
+//! [`crate::http_server`] calls for each request: a fresh instance from the pool, busy
+//! instances yielding every [`YIELD_EVERY`], a request dropped before its answer cancelled.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use wasmlet_oci::WasiPlan;
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
+
+use super::{engine_err, Flavour, P2Ctx};
+use crate::engine::Exit;
+use crate::error::Result;
+use crate::http_server::Handler;
+
+/// How often an HTTP instance that computes without waiting yields its thread to other
+/// requests (and notices that its request was dropped).
+const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The engine for HTTP components: instances from a pool (falling back to on-demand
+/// allocation where the pool's address space cannot be reserved), and epoch
+/// interruption, so that a busy instance yields to the others every [`YIELD_EVERY`].
+pub(super) fn flavour() -> Result<Flavour> {
+    let mut config = Config::new();
+    config.wasm_component_model(true).epoch_interruption(true);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(crate::http_server::MAX_CONCURRENT_REQUESTS as u32);
+    let mut pooled = config.clone();
+    pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Flavour::new(&pooled).or_else(|e| {
+        log::warn!("pooling allocator unavailable ({e:#}): allocating instances on demand");
+        Flavour::new(&config).map_err(engine_err)
+    })
+}
+
+/// Serves requests with a fresh instance of a `wasi:http/proxy` component each.
+pub struct ProxyHandler {
+    pre: ProxyPre<P2Ctx>,
+    plan: Arc<WasiPlan>,
+}
+
+/// The handler for `pre` and its listener, inside the container. Each request gets a
+/// context of its own; building one now fails Create, not every request, when a preopen
+/// cannot be opened.
+pub(super) fn prepare(
+    pre: ProxyPre<P2Ctx>,
+    plan: &WasiPlan,
+) -> Result<(ProxyHandler, TcpListener)> {
+    P2Ctx::new(plan)?;
+    let listener = crate::http_server::bind(plan.http_listen)?;
+    let handler = ProxyHandler {
+        pre,
+        plan: Arc::new(plan.clone()),
+    };
+    Ok((handler, listener))
+}
+
+/// Serve until SIGTERM, ticking the engine's epoch for the instances' yields.
+pub(super) fn serve(handler: ProxyHandler, listener: TcpListener) -> Exit {
+    let engine = handler.pre.engine().clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(YIELD_EVERY);
+        engine.increment_epoch();
+    });
+    Exit::code(crate::http_server::serve(listener, handler))
+}
+
+impl WasiHttpView for P2Ctx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: wasmtime_wasi_http::default_hooks(),
+        }
+    }
+}
+
+impl Handler for ProxyHandler {
+    type Body = HyperOutgoingBody;
+
+    async fn handle(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> std::result::Result<hyper::Response<HyperOutgoingBody>, String> {
+        let ctx = P2Ctx::new(&self.plan).map_err(|e| e.to_string())?;
+        let mut store = Store::new(self.pre.engine(), ctx);
+        store.limiter(|d| &mut d.cap);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut http = store.data_mut().http();
+        let req = http
+            .new_incoming_request(Scheme::Http, req)
+            .map_err(|e| format!("{e:#}"))?;
+        let out = http
+            .new_response_outparam(tx)
+            .map_err(|e| format!("{e:#}"))?;
+        let pre = self.pre.clone();
+        // The instance runs on its own task: it may keep streaming the body after it has
+        // set the response.
+        let task = tokio::spawn(async move {
+            let result = match pre.instantiate_async(&mut store).await {
+                Ok(proxy) => {
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, req, out)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            result.map_err(|e| {
+                let cap = &store.data().cap;
+                match cap.limit {
+                    Some(limit) if cap.exceeded => {
+                        format!("the instance exceeded its memory limit of {limit} bytes")
+                    }
+                    _ => format!("WebAssembly trap: {e:?}"),
+                }
+            })
+        });
+        // A request dropped before its response (the client went away) stops its instance
+        // at its next yield; once the response is out, the instance streams the body on.
+        let abort = AbortUnlessAnswered(Some(task.abort_handle()));
+        let answer = rx.await;
+        abort.answered();
+        match answer {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(format!("the component answered with error {code:?}")),
+            Err(_) => Err(match task.await {
+                Ok(Ok(())) => "the component never set a response".to_string(),
+                Ok(Err(e)) => e,
+                Err(e) => format!("the request's task failed: {e}"),
+            }),
+        }
+    }
+}
+
+/// Aborts a request's instance task when dropped, unless [`answered`](Self::answered).
+struct AbortUnlessAnswered(Option<tokio::task::AbortHandle>);
+
+impl AbortUnlessAnswered {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortUnlessAnswered {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
