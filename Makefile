@@ -11,7 +11,7 @@ PREFIX   ?= /usr/local
 ENGINES  ?= wasmtime
 CARGO    ?= cargo
 APT_PACKAGES := containerd runc protobuf-compiler pkg-config libseccomp-dev busybox-static \
-	containernetworking-plugins \
+	containernetworking-plugins iproute2 \
 	$(if $(filter wasmedge,$(ENGINES)),libclang-dev,)
 WASM_TARGETS := wasm32-wasip1 wasm32-wasip2
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)

@@ -24,10 +24,7 @@ docker build -f deploy/kind/Dockerfile -t "$NODE_IMAGE" .
 work=$(mktemp -d)
 trap 'kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
-cargo run -q --release -p wasmlet-oci -- build -t "$APP_IMAGE" -o "$work/hello.tar" \
-  "target/wasm32-wasip1/release/hello.wasm:/hello.wasm"
-cargo run -q --release -p wasmlet-oci -- build -t "$WEB_IMAGE" -o "$work/http-hello.tar" \
-  "target/wasm32-wasip2/release/http_hello.wasm:/http-hello.wasm"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}" deploy/kind/images.sh "$work" kind-e2e
 kind create cluster --name "$CLUSTER" --image "$NODE_IMAGE" --wait 120s
 kind load image-archive --name "$CLUSTER" "$work/hello.tar"
 kind load image-archive --name "$CLUSTER" "$work/http-hello.tar"

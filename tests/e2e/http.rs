@@ -117,11 +117,12 @@ fn serves_requests(ctd: &Containerd) {
     let ok: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
     assert_eq!(ok, 160);
 
-    // Busy instances take turns: with more of them than the server has threads, a quick
-    // request is still answered while they all compute.
-    let spinners: Vec<_> = (0..4)
+    // Busy instances take turns: with more of them than the server has threads (one per
+    // CPU), a quick request is still answered while they all compute.
+    let busy = std::thread::available_parallelism().map_or(2, |n| n.get()) + 2;
+    let spinners: Vec<_> = (0..busy)
         .map(|_| {
-            std::thread::spawn(move || request(addr, "GET", "/spin/4000", b"").map(|r| r.status))
+            std::thread::spawn(move || request(addr, "GET", "/spin/2000", b"").map(|r| r.status))
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));

@@ -7,10 +7,10 @@
 
 mod cache;
 mod cgroups;
+mod deploy_images;
 mod errors;
 mod http;
 mod images;
-mod installer_image;
 mod isolation;
 mod lifecycle;
 mod pods;
@@ -54,7 +54,7 @@ fn main() {
         }
     }
     // Engine-neutral tests: once, on the first engine's containerd.
-    for (name, test) in installer_image::TESTS {
+    for (name, test) in deploy_images::TESTS {
         let trial = Trial::test(*name, move || {
             test(&support::containerd(&support::ENGINES[0]));
             Ok(())

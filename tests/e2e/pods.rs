@@ -289,13 +289,16 @@ fn http_component_answers_at_the_pod_ip(engine_ctd: &Containerd) {
         key: "GREETING".into(),
         value: "Hallo".into(),
     }];
-    let created = cri.create(&pod, web, &pod_config);
+    let web = cri
+        .create(&pod, web, &pod_config)
+        .expect("CreateContainer (wasi:http/proxy)");
+    // CRI creates the task, where the engine loads the module, in StartContainer.
+    let started = cri.start(&web);
     if !engine.components {
-        let e = created.expect_err("components refused");
+        let e = started.expect_err("components refused");
         assert!(e.contains("does not run WebAssembly components"), "{e}");
     } else {
-        let web = created.expect("CreateContainer (wasi:http/proxy)");
-        cri.start(&web).expect("StartContainer");
+        started.expect("StartContainer");
         let addr: std::net::SocketAddr = format!("{ip}:8080").parse().unwrap();
         crate::http::wait_serving(addr);
         let r = wasmlet_tests::http::request(addr, "GET", "/", b"").unwrap();

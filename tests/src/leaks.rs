@@ -124,3 +124,20 @@ pub fn remove_cgroup_parent(path: &str) {
         let _ = std::fs::remove_dir(d);
     }
 }
+
+/// (inode, peer inode) of every Unix socket in the network namespace of `pid` (`ss -xa`,
+/// run in that namespace).
+pub fn unix_socket_peers(pid: u32) -> Vec<(u64, u64)> {
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "ss", "-xa"])
+        .output()
+        .expect("nsenter ss (util-linux, iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            Some((f.get(5)?.parse().ok()?, f.get(7)?.parse().ok()?))
+        })
+        .collect()
+}

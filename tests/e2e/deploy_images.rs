@@ -1,22 +1,31 @@
-//! The node-installer image as the DaemonSet runs it: built without Docker by
-//! `deploy/kubernetes/installer/build-image.sh` (Debian's static BusyBox, install.sh, the
-//! shim), imported, and run with runc against a node root with a real containerd 1.7
-//! config: install, install again (no change), uninstall (config restored). Engine-neutral:
-//! runs once.
+//! The images `deploy/` builds, built and run here as their users would (engine-neutral:
+//! run once, with the Wasmtime shim):
+//! - the node-installer image as the DaemonSet runs it: built without Docker by
+//!   `deploy/kubernetes/installer/build-image.sh` (Debian's static BusyBox, install.sh, the
+//!   shim), imported, and run with runc against a node root with a real containerd 1.7
+//!   config: install, install again (no change), uninstall (config restored);
+//! - the example app images `make kind-e2e` loads into its cluster
+//!   (`deploy/kind/images.sh`), run through the shim.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use wasmlet_tests::cmd::{run, Output};
+use wasmlet_tests::cmd::{eventually, run, Output};
 use wasmlet_tests::containerd::{Containerd, Options};
 
 use crate::support::{Test, NS};
 
-pub const TESTS: &[(&str, Test)] = &[(
-    "installer_image::installs_and_uninstalls_on_a_node_root",
-    installs_and_uninstalls,
-)];
+pub const TESTS: &[(&str, Test)] = &[
+    (
+        "deploy_images::node_installer_installs_and_uninstalls_on_a_node_root",
+        installs_and_uninstalls,
+    ),
+    (
+        "deploy_images::kind_e2e_app_images_run_through_the_shim",
+        kind_app_images_run,
+    ),
+];
 
 const IMAGE: &str = "docker.io/wasmlet/node-installer:e2e";
 
@@ -120,4 +129,88 @@ fn installs_and_uninstalls(ctd: &Containerd) {
     assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
     assert!(!shim.exists());
     ctd.ctr(NS, &["image", "rm", IMAGE]).ok("ctr image rm");
+}
+
+fn kind_app_images_run(ctd: &Containerd) {
+    let shim_dir = Options::from_env().shim_dir;
+    let out_dir = ctd.dir.join("kind-images");
+    let script = wasmlet_tests::workspace_root().join("deploy/kind/images.sh");
+    run(
+        std::process::Command::new(&script)
+            .arg(&out_dir)
+            .arg("e2e")
+            .env("TARGET_DIR", wasmlet_tests::target_dir())
+            .env("WASMLET_OCI", shim_dir.join("wasmlet-oci")),
+        None,
+        Duration::from_secs(120),
+    )
+    .ok("deploy/kind/images.sh");
+    for tar in ["hello.tar", "http-hello.tar"] {
+        ctd.ctr(
+            NS,
+            &["image", "import", &out_dir.join(tar).to_string_lossy()],
+        )
+        .ok("ctr image import");
+    }
+    let rt = "io.containerd.wasmtime.v1";
+    let hello = "docker.io/wasmlet/hello:e2e";
+    let out = ctd.ctr_timeout(
+        NS,
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            rt,
+            hello,
+            "kind-hello",
+            "/hello.wasm",
+            "kind",
+        ],
+        Some(b""),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.stdout_str().contains("Hello from WebAssembly"),
+        "{out:?}"
+    );
+
+    let addr = format!("127.0.0.1:{}", wasmlet_tests::http::free_port());
+    let listen = format!("WASMLET_HTTP_LISTEN={addr}");
+    let web = "docker.io/wasmlet/http-hello:e2e";
+    ctd.ctr(
+        NS,
+        &[
+            "run",
+            "-d",
+            "--net-host",
+            "--runtime",
+            rt,
+            "--env",
+            &listen,
+            web,
+            "kind-web",
+        ],
+    )
+    .ok("ctr run -d kind-web");
+    let addr = addr.parse().unwrap();
+    crate::http::wait_serving(addr);
+    let answer = wasmlet_tests::http::request(addr, "GET", "/", b"").unwrap();
+    assert!(
+        answer
+            .text()
+            .contains("from WebAssembly on wasmlet! (GET /)"),
+        "{answer:?}"
+    );
+    ctd.ctr(NS, &["task", "kill", "kind-web"])
+        .ok("ctr task kill");
+    let deleted = eventually(Duration::from_secs(10), || {
+        ctd.ctr(NS, &["task", "delete", "kind-web"]).code == Some(0)
+    });
+    assert!(deleted, "kind-web did not stop on SIGTERM");
+    ctd.ctr(NS, &["container", "rm", "kind-web"])
+        .ok("ctr container rm");
+    crate::support::assert_clean(ctd, "kind-web");
+    for image in [hello, web] {
+        ctd.ctr(NS, &["image", "rm", image]).ok("ctr image rm");
+    }
 }
