@@ -19,6 +19,10 @@ pub const TESTS: &[(&str, Test)] = &[
         serves_requests,
     ),
     (
+        "http::hundreds_of_requests_in_flight_at_once",
+        hundreds_in_flight,
+    ),
+    (
         "http::busy_listen_address_fails_create",
         busy_listen_address,
     ),
@@ -32,8 +36,18 @@ pub(crate) fn http_hello() -> Vec<u8> {
     std::fs::read(&component).unwrap()
 }
 
-/// `ctr run -d --net-host` of the example as `id`, listening on `listen`.
+/// `ctr run -d --net-host` of the example as `id`, listening on `listen`, 64 MiB of memory.
 fn start(ctd: &Containerd, id: &str, dir: &std::path::Path, listen: &str) -> Output {
+    start_with(ctd, id, dir, listen, "67108864")
+}
+
+fn start_with(
+    ctd: &Containerd,
+    id: &str,
+    dir: &std::path::Path,
+    listen: &str,
+    memory: &str,
+) -> Output {
     let d = dir.to_string_lossy();
     let listen = format!("WASMLET_HTTP_LISTEN={listen}");
     let args = [
@@ -41,7 +55,7 @@ fn start(ctd: &Containerd, id: &str, dir: &std::path::Path, listen: &str) -> Out
         "-d",
         "--net-host",
         "--memory-limit",
-        "67108864",
+        memory,
         "--runtime",
         rt(ctd),
         "--env",
@@ -174,6 +188,53 @@ fn serves_requests(ctd: &Containerd) {
     ctd.ctr(NS, &["container", "rm", "http"])
         .ok("ctr container rm");
     assert_clean(ctd, "http");
+}
+
+/// 400 requests waiting at once, each in its own instance (more than the pooling
+/// allocator's default core-instance slots allow: each component instance holds three).
+fn hundreds_in_flight(ctd: &Containerd) {
+    let dir = rootfs(&[("/http.wasm", http_hello())]);
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let out = start_with(
+        ctd,
+        "http-many",
+        dir.path(),
+        &addr.to_string(),
+        "2147483648",
+    );
+    if refuses_components(ctd, out.code, &out.stderr) {
+        let _ = ctd.ctr(NS, &["container", "rm", "http-many"]);
+        assert_clean(ctd, "http-many");
+        return;
+    }
+    out.ok("ctr run -d http-many");
+    wait_serving(addr);
+    let clients: Vec<_> = (0..400)
+        .map(|_| {
+            std::thread::spawn(move || {
+                request(addr, "GET", "/sleep/2000", b"").map(|r| (r.status, r.text()))
+            })
+        })
+        .collect();
+    let answers: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let ok = answers.iter().filter(|a| matches!(a, Ok((200, _)))).count();
+    let failed: Vec<_> = answers
+        .iter()
+        .filter(|a| !matches!(a, Ok((200, _))))
+        .take(3)
+        .collect();
+    assert_eq!(ok, 400, "failures: {failed:?}");
+    ctd.ctr(NS, &["task", "kill", "http-many"])
+        .ok("ctr task kill");
+    let stopped = eventually(Duration::from_secs(10), || {
+        task_status(ctd, "http-many").is_some_and(|(s, _)| s == "STOPPED")
+    });
+    assert!(stopped, "http-many did not stop on SIGTERM");
+    ctd.ctr(NS, &["task", "delete", "http-many"])
+        .ok("ctr task delete");
+    ctd.ctr(NS, &["container", "rm", "http-many"])
+        .ok("ctr container rm");
+    assert_clean(ctd, "http-many");
 }
 
 /// CPU time (user + system, in clock ticks of 1/100 s) of process `pid` and its threads.

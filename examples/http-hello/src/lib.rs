@@ -8,6 +8,7 @@
 //!   per-instance memory limit at work: past it, the request fails and the server goes on);
 //! - `GET /spin/<ms>` computes without pause for that long (other requests are still
 //!   answered meanwhile: the shim makes busy instances take turns);
+//! - `GET /sleep/<ms>` waits that long before answering (many requests in flight at once);
 //! - anything else is a 404.
 //!
 //! Build: `cargo build --release -p http-hello --target wasm32-wasip2`.
@@ -39,6 +40,13 @@ impl wasip2::exports::http::incoming_handler::Guest for HttpHello {
                     (200, text.into_bytes())
                 }
                 Err(_) => (400, b"usage: /alloc/<MiB>\n".to_vec()),
+            },
+            (Method::Get, p) if p.starts_with("/sleep/") => match p[7..].parse::<u64>() {
+                Ok(ms) => {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                    (200, format!("slept {ms} ms\n").into_bytes())
+                }
+                Err(_) => (400, b"usage: /sleep/<ms>\n".to_vec()),
             },
             (Method::Get, p) if p.starts_with("/spin/") => match p[6..].parse::<u64>() {
                 Ok(ms) => {

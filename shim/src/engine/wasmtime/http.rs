@@ -28,8 +28,15 @@ const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 pub(super) fn flavour() -> Result<Flavour> {
     let mut config = Config::new();
     config.wasm_component_model(true).epoch_interruption(true);
+    // One slot per request served at once. A component holds several core instances and
+    // tables (its module plus the shims `wit-component` adds) but usually one memory;
+    // unused slots cost address space only.
+    let requests = crate::http_server::MAX_CONCURRENT_REQUESTS as u32;
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(crate::http_server::MAX_CONCURRENT_REQUESTS as u32);
+    pool.total_component_instances(requests)
+        .total_core_instances(4 * requests)
+        .total_tables(4 * requests)
+        .total_memories(requests);
     let mut pooled = config.clone();
     pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Flavour::new(&pooled).or_else(|e| {
