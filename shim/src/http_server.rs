@@ -20,6 +20,10 @@ use crate::error::{Error, Result};
 /// Requests served at once; more wait for a slot (the pooling allocator's instance count).
 pub const MAX_CONCURRENT_REQUESTS: usize = 1000;
 
+/// One of the [`MAX_CONCURRENT_REQUESTS`] slots: the handler keeps it for as long as the
+/// request's instance lives (which may be after the response head, while the body streams).
+pub struct Slot(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
 /// An error a response body may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -28,11 +32,12 @@ pub trait Handler: Send + Sync + 'static {
     /// The response body type.
     type Body: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
 
-    /// Answer one request. An `Err` is logged to the container's stderr and answered 500
-    /// (its text is not shown to the client).
+    /// Answer one request, keeping `slot` until its instance is gone. An `Err` is logged
+    /// to the container's stderr and answered 500 (its text is not shown to the client).
     fn handle(
         &self,
         req: Request<Incoming>,
+        slot: Slot,
     ) -> impl Future<Output = std::result::Result<Response<Self::Body>, String>> + Send;
 }
 
@@ -121,8 +126,10 @@ async fn connection<H: Handler>(
         let handler = handler.clone();
         let slots = slots.clone();
         async move {
-            let _slot = slots.acquire().await;
-            Ok::<_, Infallible>(match handler.handle(req).await {
+            let Ok(slot) = slots.acquire_owned().await else {
+                return Ok(internal_error().map(Either::Right));
+            };
+            Ok::<_, Infallible>(match handler.handle(req, Slot(slot)).await {
                 Ok(response) => response.map(Either::Left),
                 Err(e) => {
                     eprintln!("wasmlet: HTTP request failed: {e}");

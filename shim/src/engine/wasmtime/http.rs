@@ -16,7 +16,7 @@ use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 use super::{engine_err, Flavour, P2Ctx};
 use crate::engine::Exit;
 use crate::error::Result;
-use crate::http_server::Handler;
+use crate::http_server::{Handler, Slot};
 
 /// How often an HTTP instance that computes without waiting yields its thread to other
 /// requests (and notices that its request was dropped).
@@ -93,6 +93,7 @@ impl Handler for ProxyHandler {
     async fn handle(
         &self,
         req: hyper::Request<hyper::body::Incoming>,
+        slot: Slot,
     ) -> std::result::Result<hyper::Response<HyperOutgoingBody>, String> {
         let ctx = P2Ctx::new(&self.plan).map_err(|e| e.to_string())?;
         let mut store = Store::new(self.pre.engine(), ctx);
@@ -110,12 +111,16 @@ impl Handler for ProxyHandler {
         let pre = self.pre.clone();
         // The instance runs on its own task: it may keep streaming the body after it has
         // set the response.
+        // The instance holds its slot until its store (and pool slots) are gone, also when
+        // the task is aborted.
         let task = tokio::spawn(async move {
-            let result = match pre.instantiate_async(&mut store).await {
+            let mut store = InstanceStore { store, _slot: slot };
+            let store = &mut store.store;
+            let result = match pre.instantiate_async(&mut *store).await {
                 Ok(proxy) => {
                     proxy
                         .wasi_http_incoming_handler()
-                        .call_handle(&mut store, req, out)
+                        .call_handle(&mut *store, req, out)
                         .await
                 }
                 Err(e) => Err(e),
@@ -145,6 +150,12 @@ impl Handler for ProxyHandler {
             }),
         }
     }
+}
+
+/// A request's store and its slot, dropped in that order.
+struct InstanceStore {
+    store: Store<P2Ctx>,
+    _slot: Slot,
 }
 
 /// Aborts a request's instance task when dropped, unless [`answered`](Self::answered).
