@@ -174,26 +174,8 @@ fn kind_app_images_run(ctd: &Containerd) {
         "{out:?}"
     );
 
-    let addr = format!("127.0.0.1:{}", wasmlet_tests::http::free_port());
-    let listen = format!("WASMLET_HTTP_LISTEN={addr}");
     let web = "docker.io/wasmlet/http-hello:e2e";
-    ctd.ctr(
-        NS,
-        &[
-            "run",
-            "-d",
-            "--net-host",
-            "--runtime",
-            rt,
-            "--env",
-            &listen,
-            web,
-            "kind-web",
-        ],
-    )
-    .ok("ctr run -d kind-web");
-    let addr = addr.parse().unwrap();
-    crate::http::wait_serving(addr);
+    let addr = wasmlet_tests::http::serve_image(ctd, NS, rt, web, "kind-web");
     let answer = wasmlet_tests::http::request(addr, "GET", "/", b"").unwrap();
     assert!(
         answer

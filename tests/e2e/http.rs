@@ -72,10 +72,10 @@ fn start_with(
 
 /// Wait until `addr` answers `GET /`.
 pub(crate) fn wait_serving(addr: SocketAddr) {
-    let up = eventually(Duration::from_secs(20), || {
-        request(addr, "GET", "/", b"").is_ok_and(|r| r.status == 200)
-    });
-    assert!(up, "nothing serves http://{addr}/");
+    assert!(
+        wasmlet_tests::http::wait_serving(addr),
+        "nothing serves http://{addr}/"
+    );
 }
 
 fn serves_requests(ctd: &Containerd) {

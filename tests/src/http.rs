@@ -192,3 +192,37 @@ pub fn load(addr: SocketAddr, path: &str, connections: usize, duration: Duration
     total.elapsed = start.elapsed();
     total
 }
+
+/// Wait until `addr` answers `GET /` with 200; whether it did within 30 s.
+pub fn wait_serving(addr: SocketAddr) -> bool {
+    crate::cmd::eventually(Duration::from_secs(30), || {
+        request(addr, "GET", "/", b"").is_ok_and(|r| r.status == 200)
+    })
+}
+
+/// Run `image` (a `wasi:http/proxy` component) detached as `id` with `runtime` on the host
+/// network, listening on a free port of 127.0.0.1; its address once it answers.
+pub fn serve_image(
+    ctd: &crate::containerd::Containerd,
+    ns: &str,
+    runtime: &str,
+    image: &str,
+    id: &str,
+) -> SocketAddr {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = format!("WASMLET_HTTP_LISTEN={addr}");
+    let args = [
+        "run",
+        "-d",
+        "--net-host",
+        "--runtime",
+        runtime,
+        "--env",
+        &listen,
+        image,
+        id,
+    ];
+    ctd.ctr(ns, &args).ok("ctr run -d (HTTP)");
+    assert!(wait_serving(addr), "{image} does not serve http://{addr}/");
+    addr
+}

@@ -326,7 +326,7 @@ fn main() {
 /// and by `wasmtime serve` of the same Wasmtime version, alternating rounds of keep-alive
 /// load on the same client; the ratio of the medians.
 fn http_throughput(ctd: &Containerd) {
-    use wasmlet_tests::http::{free_port, load, request, Load};
+    use wasmlet_tests::http::{free_port, load, serve_image, wait_serving, Load};
     let wasmtime = std::env::var_os("BENCH_WASMTIME")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| wasmlet_tests::target_dir().join("bench/bin/wasmtime"));
@@ -345,23 +345,7 @@ fn http_throughput(ctd: &Containerd) {
         NS,
         &module_image(image, std::fs::read(&component).unwrap()),
     );
-    let ours: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let listen = format!("WASMLET_HTTP_LISTEN={ours}");
-    ctd.ctr(
-        NS,
-        &[
-            "run",
-            "-d",
-            "--net-host",
-            "--runtime",
-            OURS.runtime,
-            "--env",
-            &listen,
-            image,
-            "web",
-        ],
-    )
-    .ok("ctr run -d web");
+    let ours = serve_image(ctd, NS, OURS.runtime, image, "web");
     let bare: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut serve = std::process::Command::new(&wasmtime)
         .args(["serve", "-Scli", "--addr", &bare.to_string()])
@@ -370,12 +354,10 @@ fn http_throughput(ctd: &Containerd) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("wasmtime serve");
-    for addr in [ours, bare] {
-        let up = eventually(Duration::from_secs(30), || {
-            request(addr, "GET", "/", b"").is_ok_and(|r| r.status == 200)
-        });
-        assert!(up, "nothing serves http://{addr}/");
-    }
+    assert!(
+        wait_serving(bare),
+        "wasmtime serve does not serve http://{bare}/"
+    );
     let connections = std::env::var("BENCH_HTTP_CONNECTIONS")
         .ok()
         .and_then(|v| v.parse().ok())
