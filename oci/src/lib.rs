@@ -11,14 +11,14 @@
 //! - [`entrypoint`]: find the module named by `process.args[0]` (with an optional `#export`).
 //! - [`wasm`]: recognise WebAssembly modules, components and the usual non-wasm files.
 //! - [`wasi`]: compute the [`WasiPlan`] from a spec.
-//! - [`listen`]: where a `wasi:http/proxy` workload listens.
+//! - [`http`]: how a `wasi:http/proxy` workload is served (listen address, timeout).
 //! - [`image`]: build OCI image layout tarballs.
 //! - [`media`]: media types, manifests and indexes of the image forms wasmlet runs.
 
 pub mod entrypoint;
 pub mod error;
+pub mod http;
 pub mod image;
-pub mod listen;
 pub mod media;
 pub mod rootfs;
 pub mod spec;

@@ -44,13 +44,16 @@ pub struct WasiPlan {
     /// `linux.resources.memory.limit`: the cap on the module's linear memory, in bytes.
     #[serde(default)]
     pub memory_limit: Option<u64>,
-    /// Where the module listens when it is a `wasi:http/proxy` component (see [`crate::listen`]).
+    /// Where the module listens when it is a `wasi:http/proxy` component (see [`crate::http`]).
     #[serde(default = "default_listen")]
     pub http_listen: std::net::SocketAddr,
+    /// How long one of its requests may take, if bounded.
+    #[serde(default)]
+    pub http_timeout: Option<std::time::Duration>,
 }
 
 fn default_listen() -> std::net::SocketAddr {
-    crate::listen::DEFAULT_LISTEN
+    crate::http::DEFAULT_LISTEN
 }
 
 /// Compute the plan for `spec` whose rootfs is at `rootfs` on the host; the module is the
@@ -131,7 +134,8 @@ fn plan_with(
         }
     }
 
-    let http_listen = crate::listen::listen_address(spec, &env)?;
+    let http_listen = crate::http::listen_address(spec, &env)?;
+    let http_timeout = crate::http::request_timeout(spec, &env)?;
     Ok(WasiPlan {
         entrypoint,
         args,
@@ -140,6 +144,7 @@ fn plan_with(
         preopens,
         memory_limit: memory_limit(spec),
         http_listen,
+        http_timeout,
     })
 }
 

@@ -27,18 +27,35 @@ pub struct Slot(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 /// An error a response body may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Why a request got no answer from the module: logged to the container's stderr and
+/// answered with `status` (the message is not shown to the client).
+#[derive(Debug)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl From<String> for Failure {
+    /// A failure answered 500.
+    fn from(message: String) -> Failure {
+        Failure {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message,
+        }
+    }
+}
+
 /// What answers requests: the engine's side of the server.
 pub trait Handler: Send + Sync + 'static {
     /// The response body type.
     type Body: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
 
-    /// Answer one request, keeping `slot` until its instance is gone. An `Err` is logged
-    /// to the container's stderr and answered 500 (its text is not shown to the client).
+    /// Answer one request, keeping `slot` until its instance is gone.
     fn handle(
         &self,
         req: Request<Incoming>,
         slot: Slot,
-    ) -> impl Future<Output = std::result::Result<Response<Self::Body>, String>> + Send;
+    ) -> impl Future<Output = std::result::Result<Response<Self::Body>, Failure>> + Send;
 }
 
 /// Bind `addr` for [`serve`].
@@ -127,13 +144,13 @@ async fn connection<H: Handler>(
         let slots = slots.clone();
         async move {
             let Ok(slot) = slots.acquire_owned().await else {
-                return Ok(internal_error().map(Either::Right));
+                return Ok(error_response(StatusCode::SERVICE_UNAVAILABLE).map(Either::Right));
             };
             Ok::<_, Infallible>(match handler.handle(req, Slot(slot)).await {
                 Ok(response) => response.map(Either::Left),
-                Err(e) => {
-                    eprintln!("wasmlet: HTTP request failed: {e}");
-                    internal_error().map(Either::Right)
+                Err(f) => {
+                    eprintln!("wasmlet: HTTP request failed ({}): {}", f.status, f.message);
+                    error_response(f.status).map(Either::Right)
                 }
             })
         }
@@ -156,10 +173,9 @@ async fn connection<H: Handler>(
     }
 }
 
-fn internal_error() -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(
-        b"500 Internal Server Error\n",
-    )));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+fn error_response(status: StatusCode) -> Response<Full<Bytes>> {
+    let text = format!("{status}\n");
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
     response
 }

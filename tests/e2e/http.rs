@@ -23,6 +23,10 @@ pub const TESTS: &[(&str, Test)] = &[
         hundreds_in_flight,
     ),
     (
+        "http::request_timeout_answers_504_and_stops_the_instance",
+        request_timeout,
+    ),
+    (
         "http::busy_listen_address_fails_create",
         busy_listen_address,
     ),
@@ -38,19 +42,21 @@ pub(crate) fn http_hello() -> Vec<u8> {
 
 /// `ctr run -d --net-host` of the example as `id`, listening on `listen`, 64 MiB of memory.
 fn start(ctd: &Containerd, id: &str, dir: &std::path::Path, listen: &str) -> Output {
-    start_with(ctd, id, dir, listen, "67108864")
+    start_with(ctd, id, dir, listen, "67108864", &[])
 }
 
+/// The same with `memory` bytes and more `env` entries.
 fn start_with(
     ctd: &Containerd,
     id: &str,
     dir: &std::path::Path,
     listen: &str,
     memory: &str,
+    env: &[&str],
 ) -> Output {
     let d = dir.to_string_lossy();
     let listen = format!("WASMLET_HTTP_LISTEN={listen}");
-    let args = [
+    let mut args = vec![
         "run",
         "-d",
         "--net-host",
@@ -62,11 +68,11 @@ fn start_with(
         &listen,
         "--env",
         "GREETING=Bonjour",
-        "--rootfs",
-        &d,
-        id,
-        "/http.wasm",
     ];
+    for e in env {
+        args.extend(["--env", e]);
+    }
+    args.extend(["--rootfs", &d, id, "/http.wasm"]);
     ctd.ctr_timeout(NS, &args, None, Duration::from_secs(60))
 }
 
@@ -170,24 +176,8 @@ fn serves_requests(ctd: &Containerd) {
     );
 
     // SIGTERM: the server stops accepting, finishes, and exits 0 (not 143).
-    ctd.ctr(NS, &["task", "kill", "http"]).ok("ctr task kill");
-    let stopped = eventually(Duration::from_secs(5), || {
-        task_status(ctd, "http").is_some_and(|(s, _)| s == "STOPPED")
-    });
-    assert!(
-        stopped,
-        "still {:?} 5 s after SIGTERM",
-        task_status(ctd, "http")
-    );
+    stop_gracefully(ctd, "http");
     assert!(request(addr, "GET", "/", b"").is_err(), "still serving");
-    // `ctr task delete` names the exit code only when it is not 0.
-    let out = ctd
-        .ctr(NS, &["task", "delete", "http"])
-        .ok("ctr task delete");
-    assert!(!out.stderr.contains("exit code"), "{out:?}");
-    ctd.ctr(NS, &["container", "rm", "http"])
-        .ok("ctr container rm");
-    assert_clean(ctd, "http");
 }
 
 /// 400 requests waiting at once, each in its own instance (more than the pooling
@@ -201,6 +191,7 @@ fn hundreds_in_flight(ctd: &Containerd) {
         dir.path(),
         &addr.to_string(),
         "2147483648",
+        &[],
     );
     if refuses_components(ctd, out.code, &out.stderr) {
         let _ = ctd.ctr(NS, &["container", "rm", "http-many"]);
@@ -224,17 +215,62 @@ fn hundreds_in_flight(ctd: &Containerd) {
         .take(3)
         .collect();
     assert_eq!(ok, 400, "failures: {failed:?}");
-    ctd.ctr(NS, &["task", "kill", "http-many"])
-        .ok("ctr task kill");
+    stop_gracefully(ctd, "http-many");
+}
+
+/// `WASMLET_HTTP_REQUEST_TIMEOUT`: a request still computing or waiting at the deadline is
+/// answered 504 and its instance stopped; quicker requests are unaffected.
+fn request_timeout(ctd: &Containerd) {
+    let dir = rootfs(&[("/http.wasm", http_hello())]);
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let timeout = ["WASMLET_HTTP_REQUEST_TIMEOUT=1s"];
+    let out = start_with(
+        ctd,
+        "http-timeout",
+        dir.path(),
+        &addr.to_string(),
+        "67108864",
+        &timeout,
+    );
+    if refuses_components(ctd, out.code, &out.stderr) {
+        let _ = ctd.ctr(NS, &["container", "rm", "http-timeout"]);
+        assert_clean(ctd, "http-timeout");
+        return;
+    }
+    out.ok("ctr run -d http-timeout");
+    wait_serving(addr);
+    for slow in ["/spin/20000", "/sleep/20000"] {
+        let r = request(addr, "GET", slow, b"").unwrap();
+        assert_eq!(
+            (r.status, r.text()),
+            (504, "504 Gateway Timeout\n".into()),
+            "{slow}"
+        );
+    }
+    let (_, pid) = task_status(ctd, "http-timeout").expect("task listed");
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        cpu_ticks(pid) - before < 50,
+        "a timed-out instance still computes"
+    );
+    assert_eq!(request(addr, "GET", "/sleep/100", b"").unwrap().status, 200);
+    stop_gracefully(ctd, "http-timeout");
+}
+
+/// SIGTERM `id`, which must stop within 10 s with exit code 0, then remove it and check
+/// that it left nothing.
+fn stop_gracefully(ctd: &Containerd, id: &str) {
+    ctd.ctr(NS, &["task", "kill", id]).ok("ctr task kill");
     let stopped = eventually(Duration::from_secs(10), || {
-        task_status(ctd, "http-many").is_some_and(|(s, _)| s == "STOPPED")
+        task_status(ctd, id).is_some_and(|(s, _)| s == "STOPPED")
     });
-    assert!(stopped, "http-many did not stop on SIGTERM");
-    ctd.ctr(NS, &["task", "delete", "http-many"])
-        .ok("ctr task delete");
-    ctd.ctr(NS, &["container", "rm", "http-many"])
-        .ok("ctr container rm");
-    assert_clean(ctd, "http-many");
+    assert!(stopped, "{id} did not stop on SIGTERM");
+    // `ctr task delete` names the exit code only when it is not 0.
+    let out = ctd.ctr(NS, &["task", "delete", id]).ok("ctr task delete");
+    assert!(!out.stderr.contains("exit code"), "{out:?}");
+    ctd.ctr(NS, &["container", "rm", id]).ok("ctr container rm");
+    assert_clean(ctd, id);
 }
 
 /// CPU time (user + system, in clock ticks of 1/100 s) of process `pid` and its threads.

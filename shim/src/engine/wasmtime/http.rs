@@ -16,7 +16,8 @@ use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 use super::{engine_err, Flavour, P2Ctx};
 use crate::engine::Exit;
 use crate::error::Result;
-use crate::http_server::{Handler, Slot};
+use crate::http_server::{Failure, Handler, Slot};
+use hyper::StatusCode;
 
 /// How often an HTTP instance that computes without waiting yields its thread to other
 /// requests (and notices that its request was dropped).
@@ -94,7 +95,7 @@ impl Handler for ProxyHandler {
         &self,
         req: hyper::Request<hyper::body::Incoming>,
         slot: Slot,
-    ) -> std::result::Result<hyper::Response<HyperOutgoingBody>, String> {
+    ) -> std::result::Result<hyper::Response<HyperOutgoingBody>, Failure> {
         let ctx = P2Ctx::new(&self.plan).map_err(|e| e.to_string())?;
         let mut store = Store::new(self.pre.engine(), ctx);
         store.limiter(|d| &mut d.cap);
@@ -104,35 +105,45 @@ impl Handler for ProxyHandler {
         let mut http = store.data_mut().http();
         let req = http
             .new_incoming_request(Scheme::Http, req)
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| Failure::from(format!("{e:#}")))?;
         let out = http
             .new_response_outparam(tx)
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| Failure::from(format!("{e:#}")))?;
         let pre = self.pre.clone();
+        let timeout = self.plan.http_timeout;
         // The instance runs on its own task: it may keep streaming the body after it has
-        // set the response.
-        // The instance holds its slot until its store (and pool slots) are gone, also when
-        // the task is aborted.
+        // set the response. It holds its slot until its store (and pool slots) are gone,
+        // also when the task is aborted, and it is stopped at the request timeout, if any.
         let task = tokio::spawn(async move {
             let mut store = InstanceStore { store, _slot: slot };
             let store = &mut store.store;
-            let result = match pre.instantiate_async(&mut *store).await {
-                Ok(proxy) => {
-                    proxy
-                        .wasi_http_incoming_handler()
-                        .call_handle(&mut *store, req, out)
-                        .await
-                }
-                Err(e) => Err(e),
+            let work = async {
+                let proxy = pre.instantiate_async(&mut *store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut *store, req, out)
+                    .await
+            };
+            let result = match timeout {
+                Some(t) => match tokio::time::timeout(t, work).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(Failure {
+                            status: StatusCode::GATEWAY_TIMEOUT,
+                            message: format!("the request took longer than its timeout of {t:?}"),
+                        })
+                    }
+                },
+                None => work.await,
             };
             result.map_err(|e| {
                 let cap = &store.data().cap;
-                match cap.limit {
+                Failure::from(match cap.limit {
                     Some(limit) if cap.exceeded => {
                         format!("the instance exceeded its memory limit of {limit} bytes")
                     }
                     _ => format!("WebAssembly trap: {e:?}"),
-                }
+                })
             })
         });
         // A request dropped before its response (the client went away) stops its instance
@@ -142,11 +153,11 @@ impl Handler for ProxyHandler {
         abort.answered();
         match answer {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(format!("the component answered with error {code:?}")),
+            Ok(Err(code)) => Err(format!("the component answered with error {code:?}").into()),
             Err(_) => Err(match task.await {
-                Ok(Ok(())) => "the component never set a response".to_string(),
+                Ok(Ok(())) => "the component never set a response".to_string().into(),
                 Ok(Err(e)) => e,
-                Err(e) => format!("the request's task failed: {e}"),
+                Err(e) => format!("the request's task failed: {e}").into(),
             }),
         }
     }
