@@ -76,6 +76,28 @@ fn start_with(
     ctd.ctr_timeout(NS, &args, None, Duration::from_secs(60))
 }
 
+/// The example started as `id` (see [`start_with`]) and answering on a free port of
+/// 127.0.0.1: its rootfs (keep it) and address; `None` when the engine refuses components
+/// (said with the message the test checks), with nothing left behind.
+fn serving(
+    ctd: &Containerd,
+    id: &str,
+    memory: &str,
+    env: &[&str],
+) -> Option<(tempfile::TempDir, SocketAddr)> {
+    let dir = rootfs(&[("/http.wasm", http_hello())]);
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let out = start_with(ctd, id, dir.path(), &addr.to_string(), memory, env);
+    if refuses_components(ctd, out.code, &out.stderr) {
+        let _ = ctd.ctr(NS, &["container", "rm", id]);
+        assert_clean(ctd, id);
+        return None;
+    }
+    out.ok("ctr run -d (HTTP example)");
+    wait_serving(addr);
+    Some((dir, addr))
+}
+
 /// Wait until `addr` answers `GET /`.
 pub(crate) fn wait_serving(addr: SocketAddr) {
     assert!(
@@ -85,17 +107,9 @@ pub(crate) fn wait_serving(addr: SocketAddr) {
 }
 
 fn serves_requests(ctd: &Containerd) {
-    let dir = rootfs(&[("/http.wasm", http_hello())]);
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let out = start(ctd, "http", dir.path(), &addr.to_string());
-    if refuses_components(ctd, out.code, &out.stderr) {
-        let _ = ctd.ctr(NS, &["container", "rm", "http"]);
-        assert_clean(ctd, "http");
+    let Some((_dir, addr)) = serving(ctd, "http", "67108864", &[]) else {
         return;
-    }
-    out.ok("ctr run -d http");
-    wait_serving(addr);
+    };
 
     // The spec's environment reaches every instance; routes and status codes come through.
     let hello = request(addr, "GET", "/", b"").unwrap();
@@ -183,23 +197,9 @@ fn serves_requests(ctd: &Containerd) {
 /// 400 requests waiting at once, each in its own instance (more than the pooling
 /// allocator's default core-instance slots allow: each component instance holds three).
 fn hundreds_in_flight(ctd: &Containerd) {
-    let dir = rootfs(&[("/http.wasm", http_hello())]);
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let out = start_with(
-        ctd,
-        "http-many",
-        dir.path(),
-        &addr.to_string(),
-        "2147483648",
-        &[],
-    );
-    if refuses_components(ctd, out.code, &out.stderr) {
-        let _ = ctd.ctr(NS, &["container", "rm", "http-many"]);
-        assert_clean(ctd, "http-many");
+    let Some((_dir, addr)) = serving(ctd, "http-many", "2147483648", &[]) else {
         return;
-    }
-    out.ok("ctr run -d http-many");
-    wait_serving(addr);
+    };
     let clients: Vec<_> = (0..400)
         .map(|_| {
             std::thread::spawn(move || {
@@ -221,24 +221,10 @@ fn hundreds_in_flight(ctd: &Containerd) {
 /// `WASMLET_HTTP_REQUEST_TIMEOUT`: a request still computing or waiting at the deadline is
 /// answered 504 and its instance stopped; quicker requests are unaffected.
 fn request_timeout(ctd: &Containerd) {
-    let dir = rootfs(&[("/http.wasm", http_hello())]);
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let timeout = ["WASMLET_HTTP_REQUEST_TIMEOUT=1s"];
-    let out = start_with(
-        ctd,
-        "http-timeout",
-        dir.path(),
-        &addr.to_string(),
-        "67108864",
-        &timeout,
-    );
-    if refuses_components(ctd, out.code, &out.stderr) {
-        let _ = ctd.ctr(NS, &["container", "rm", "http-timeout"]);
-        assert_clean(ctd, "http-timeout");
+    let Some((_dir, addr)) = serving(ctd, "http-timeout", "67108864", &timeout) else {
         return;
-    }
-    out.ok("ctr run -d http-timeout");
-    wait_serving(addr);
+    };
     for slow in ["/spin/20000", "/sleep/20000"] {
         let r = request(addr, "GET", slow, b"").unwrap();
         assert_eq!(
