@@ -64,6 +64,14 @@ impl containerd_shim::Shim for WasmletShim {
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
         let grouping = grouping_id(&self.bundle, &opts.id);
         let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        // containerd-shim's `start` registers signal-hook handlers (SIGCHLD and SIGPIPE
+        // among them) whose self-pipe it drops on return, read end first. When the child
+        // exits at that moment (a pod's later containers: the pod's shim already serves the
+        // socket), SIGCHLD writes to the closed pipe, which raises SIGPIPE, whose handler
+        // writes to it again, forever: `start` spun at 100% CPU and containerd waited on it
+        // (seen in CI). The child was spawned with the mask unchanged; from here on, block
+        // both in this short-lived process so that neither is handled.
+        crate::sys::block_signals(&[libc::SIGCHLD, libc::SIGPIPE]);
         write_address(&address)?;
         Ok(address)
     }

@@ -1,6 +1,6 @@
 //! Every `unsafe` block of the shim outside the engine files lives here, each with its
 //! `SAFETY:` argument: the pre-exec hook of the workload process, the adoption of its
-//! control socket, the fork into the container's init, and signal dispositions.
+//! control socket, the fork into the container's init, and signal dispositions and masks.
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -129,4 +129,16 @@ pub fn default_disposition(signals: &[libc::c_int]) {
             let _ = unsafe { signal(sig, SigHandler::SigDfl) };
         }
     }
+}
+
+/// Block `signals` for the calling thread: they stay pending and are never handled.
+pub fn block_signals(signals: &[libc::c_int]) {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    for sig in signals {
+        if let Ok(sig) = Signal::try_from(*sig) {
+            set.add(sig);
+        }
+    }
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
 }

@@ -9,6 +9,9 @@ use k8s_cri::v1::*;
 
 use crate::containerd::Containerd;
 
+/// How long one CRI call may take.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// A connected CRI runtime service.
 pub struct Cri {
     rt: tokio::runtime::Runtime,
@@ -35,10 +38,15 @@ impl Cri {
         f: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
     ) -> Result<T, String> {
         let client = self.client.clone();
-        self.rt
-            .block_on(f(client))
-            .map(|r| r.into_inner())
-            .map_err(|s| s.message().to_string())
+        // kubelet bounds its calls too (2 min by default): a stuck runtime fails the test
+        // instead of hanging the suite.
+        let call = tokio::time::timeout(CALL_TIMEOUT, f(client));
+        match self.rt.block_on(call) {
+            Ok(r) => r
+                .map(|r| r.into_inner())
+                .map_err(|s| s.message().to_string()),
+            Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+        }
     }
 
     pub fn run_pod(&self, config: PodSandboxConfig, handler: &str) -> Result<String, String> {
