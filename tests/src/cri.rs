@@ -40,7 +40,7 @@ impl Cri {
         let client = self.client.clone();
         // kubelet bounds its calls too (2 min by default): a stuck runtime fails the test
         // instead of hanging the suite.
-        let call = tokio::time::timeout(CALL_TIMEOUT, f(client));
+        let call = async { tokio::time::timeout(CALL_TIMEOUT, f(client)).await };
         match self.rt.block_on(call) {
             Ok(r) => r
                 .map(|r| r.into_inner())
