@@ -113,9 +113,8 @@ pub fn exit_on_terminating_signals() {
 /// Restore the signal dispositions and mask a native program expects from a fresh
 /// process (Rust's runtime ignores SIGPIPE; ignored signals survive exec).
 pub fn reset_signals_for_exec() {
-    use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
-    // SAFETY: restoring the default disposition installs no handler code.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+    default_disposition(&[libc::SIGPIPE]);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 

@@ -28,10 +28,11 @@ use super::{Engine, Exit, Loaded, Prepared, TRAP_EXIT_CODE};
 use crate::cache::{FingerprintHasher, ModuleCache};
 use crate::error::{Error, Result};
 
-/// Wasmtime with its default (Cranelift) configuration; a second engine, with the pooling
-/// allocator, is made only for `wasi:http/proxy` components.
+/// Wasmtime: the default (Cranelift) configuration for modules and commands, a second one
+/// with the pooling allocator for `wasi:http/proxy` components; each engine is created on
+/// first use, so a workload creates only the one its module needs.
 pub struct Wasmtime {
-    sync: Flavour,
+    sync: OnceLock<Flavour>,
     http: OnceLock<Flavour>,
 }
 
@@ -42,6 +43,22 @@ struct Flavour {
 }
 
 impl Flavour {
+    /// The flavour in `cell`, made by `make` on first use.
+    fn get(cell: &OnceLock<Flavour>, make: impl FnOnce() -> Result<Flavour>) -> Result<&Flavour> {
+        if let Some(f) = cell.get() {
+            return Ok(f);
+        }
+        let f = make()?;
+        Ok(cell.get_or_init(|| f))
+    }
+
+    /// The engine for core modules and commands.
+    fn sync() -> Result<Flavour> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        Flavour::new(&config).map_err(engine_err)
+    }
+
     fn new(config: &Config) -> wasmtime::Result<Flavour> {
         let engine = WtEngine::new(config)?;
         let mut h = FingerprintHasher::default();
@@ -56,12 +73,10 @@ impl Flavour {
 /// A compiled module or component, linked to WASI but without its context yet.
 pub enum WasmtimeLoaded {
     Core {
-        engine: WtEngine,
         pre: InstancePre<CoreData>,
         export: String,
     },
     Component {
-        engine: WtEngine,
         pre: CommandPre<P2Ctx>,
     },
     Http {
@@ -72,13 +87,11 @@ pub enum WasmtimeLoaded {
 /// A module or component, linked and with its WASI context, ready to instantiate.
 pub enum WasmtimePrepared {
     Core {
-        engine: WtEngine,
         pre: InstancePre<CoreData>,
         data: CoreData,
         export: String,
     },
     Component {
-        engine: WtEngine,
         pre: CommandPre<P2Ctx>,
         ctx: P2Ctx,
     },
@@ -256,8 +269,9 @@ impl Wasmtime {
     }
 
     fn load_core(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimeLoaded> {
+        let sync = Flavour::get(&self.sync, Flavour::sync)?;
         let module: Module = load(
-            &self.sync,
+            sync,
             &read_module(plan)?,
             plan,
             cache,
@@ -291,15 +305,11 @@ impl Wasmtime {
                 });
             }
         }
-        let mut linker: Linker<CoreData> = Linker::new(&self.sync.engine);
+        let mut linker: Linker<CoreData> = Linker::new(&sync.engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |d: &mut CoreData| &mut d.wasi)
             .map_err(engine_err)?;
         let pre = linker.instantiate_pre(&module).map_err(invalid(plan))?;
-        Ok(WasmtimeLoaded::Core {
-            engine: self.sync.engine.clone(),
-            pre,
-            export,
-        })
+        Ok(WasmtimeLoaded::Core { pre, export })
     }
 
     fn load_component(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimeLoaded> {
@@ -312,14 +322,8 @@ impl Wasmtime {
         let bytes = read_module(plan)?;
         let http = wasmlet_oci::wasm::exports_http_handler(&bytes);
         let flavour = match http {
-            true => match self.http.get() {
-                Some(f) => f,
-                None => {
-                    let f = http::flavour()?;
-                    self.http.get_or_init(|| f)
-                }
-            },
-            false => &self.sync,
+            true => Flavour::get(&self.http, http::flavour)?,
+            false => Flavour::get(&self.sync, Flavour::sync)?,
         };
         let component: Component = load(
             flavour,
@@ -342,10 +346,7 @@ impl Wasmtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
         let pre = linker.instantiate_pre(&component).map_err(invalid(plan))?;
         let pre = CommandPre::new(pre).map_err(invalid(plan))?;
-        Ok(WasmtimeLoaded::Component {
-            engine: self.sync.engine.clone(),
-            pre,
-        })
+        Ok(WasmtimeLoaded::Component { pre })
     }
 }
 
@@ -354,10 +355,8 @@ impl Engine for Wasmtime {
     type Loaded = WasmtimeLoaded;
 
     fn new() -> Result<Self> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
         Ok(Wasmtime {
-            sync: Flavour::new(&config).map_err(engine_err)?,
+            sync: OnceLock::new(),
             http: OnceLock::new(),
         })
     }
@@ -379,12 +378,7 @@ impl Loaded for WasmtimeLoaded {
 
     fn link(self, plan: &WasiPlan) -> Result<WasmtimePrepared> {
         Ok(match self {
-            WasmtimeLoaded::Core {
-                engine,
-                pre,
-                export,
-            } => WasmtimePrepared::Core {
-                engine,
+            WasmtimeLoaded::Core { pre, export } => WasmtimePrepared::Core {
                 pre,
                 data: CoreData {
                     wasi: Wasmtime::wasi_builder(plan)?.build_p1(),
@@ -392,8 +386,7 @@ impl Loaded for WasmtimeLoaded {
                 },
                 export,
             },
-            WasmtimeLoaded::Component { engine, pre } => WasmtimePrepared::Component {
-                engine,
+            WasmtimeLoaded::Component { pre } => WasmtimePrepared::Component {
                 pre,
                 ctx: P2Ctx::new(plan)?,
             },
@@ -423,13 +416,8 @@ fn exit(result: wasmtime::Result<()>, cap: &MemoryCap) -> Exit {
 impl Prepared for WasmtimePrepared {
     fn run(self) -> Exit {
         match self {
-            WasmtimePrepared::Core {
-                engine,
-                pre,
-                data,
-                export,
-            } => {
-                let mut store = Store::new(&engine, data);
+            WasmtimePrepared::Core { pre, data, export } => {
+                let mut store = Store::new(pre.module().engine(), data);
                 store.limiter(|d| &mut d.cap);
                 let result = pre.instantiate(&mut store).and_then(|instance| {
                     let f = instance.get_typed_func::<(), ()>(&mut store, &export)?;
@@ -438,8 +426,8 @@ impl Prepared for WasmtimePrepared {
                 exit(result, &store.data().cap)
             }
             WasmtimePrepared::Http { handler, listener } => http::serve(handler, listener),
-            WasmtimePrepared::Component { engine, pre, ctx } => {
-                let mut store = Store::new(&engine, ctx);
+            WasmtimePrepared::Component { pre, ctx } => {
+                let mut store = Store::new(pre.engine(), ctx);
                 store.limiter(|d| &mut d.cap);
                 let result = pre
                     .instantiate(&mut store)
