@@ -181,14 +181,22 @@ fn serve<E: Engine>() -> Result<i32> {
         }
     };
 
+    // Both processes answer on the control socket, the shim expecting `Spawned` first: the
+    // init sends `Ready` only once this process has closed its end of `spawned` (after
+    // sending, or by exiting). A quick init used to overtake it (a CI failure, `missing field
+    // pid`).
+    let (mut after_spawned, spawned) =
+        std::io::pipe().map_err(Error::io("creating the spawn pipe for", "fd 3"))?;
     // The container's init is a fresh child: it is in the new PID namespace, and it is
     // single-threaded whatever the engine did, so dropping privileges covers all of it.
     match crate::sys::fork().map_err(Error::io("forking the container's init", "fd 3"))? {
         crate::sys::Forked::Parent(pid) => {
+            drop(after_spawned);
             send(&mut ctl, &Spawned { pid }).map_err(io)?;
+            drop(spawned);
             return Ok(0);
         }
-        crate::sys::Forked::Child => {}
+        crate::sys::Forked::Child => drop(spawned),
     }
 
     // The OOM marker lives in the bundle, outside the container: open it before pivot_root.
@@ -232,6 +240,9 @@ fn serve<E: Engine>() -> Result<i32> {
         },
         Err(e) => refusal(e),
     };
+    // End of file once the parent has sent `Spawned`; nothing is ever written.
+    let _ = after_spawned.read_to_end(&mut Vec::new());
+    drop(after_spawned);
     send(&mut ctl, &ready).map_err(io)?;
     let Ok((runnable, mut oom_file)) = runnable else {
         return Ok(1);
