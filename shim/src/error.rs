@@ -15,8 +15,10 @@ pub enum Error {
     Oci(#[from] wasmlet_oci::Error),
     #[error("task {id:?} not found")]
     TaskNotFound { id: String },
-    #[error("exec {exec_id:?} not found in task {id:?} (wasmlet does not support exec yet)")]
+    #[error("exec {exec_id:?} not found in task {id:?}")]
     ExecNotFound { id: String, exec_id: String },
+    #[error("task {id:?} already has an exec {exec_id:?}")]
+    ExecExists { id: String, exec_id: String },
     #[error("task {id:?} already exists")]
     TaskExists { id: String },
     #[error("cannot {op} task {id:?}: it is {from}")]
@@ -107,7 +109,7 @@ impl Error {
             // containerd (CRI's StopContainer included) treats NotFound from Kill as "already
             // stopped", exactly as runc's shim answers.
             Error::ProcessFinished { .. } => Code::NOT_FOUND,
-            Error::TaskExists { .. } => Code::ALREADY_EXISTS,
+            Error::TaskExists { .. } | Error::ExecExists { .. } => Code::ALREADY_EXISTS,
             Error::IllegalTransition { .. } => Code::FAILED_PRECONDITION,
             Error::Unimplemented { .. } => Code::UNIMPLEMENTED,
             Error::TerminalUnsupported
@@ -165,6 +167,13 @@ mod tests {
             ),
             (Error::ProcessFinished { id: id() }, Code::NOT_FOUND),
             (Error::TaskExists { id: id() }, Code::ALREADY_EXISTS),
+            (
+                Error::ExecExists {
+                    id: id(),
+                    exec_id: "e".into(),
+                },
+                Code::ALREADY_EXISTS,
+            ),
             (
                 Error::IllegalTransition {
                     id: id(),

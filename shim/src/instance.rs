@@ -35,6 +35,16 @@ pub struct LaunchRequest {
     pub stdio: StdioPaths,
 }
 
+/// What an instance needs to start another process in its container (containerd's Exec).
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub id: String,
+    pub exec_id: String,
+    /// The process to run, as the OCI spec's `process` section describes it.
+    pub process: oci_spec::runtime::Process,
+    pub stdio: StdioPaths,
+}
+
 /// Creates workloads.
 pub trait Launcher: Send + Sync + 'static {
     /// Prepare the workload up to the point where only Start remains: the process exists,
@@ -83,6 +93,14 @@ pub trait Instance: Send + Sync {
     fn update(&self, _resources: &LinuxResources) -> Result<()> {
         Err(crate::Error::Unimplemented {
             method: "Update without a cgroup",
+        })
+    }
+    /// Start another process in this workload's container, up to Start: it joins the
+    /// container's namespaces and cgroup and runs `req.process` (a module or a native
+    /// program from the container's filesystem).
+    fn exec(&self, _req: &ExecRequest) -> Result<Box<dyn Instance>> {
+        Err(crate::Error::Unimplemented {
+            method: "Exec for this kind of workload",
         })
     }
     /// Release what the workload held: mounts, stdio, state files. Called once, after exit.

@@ -3,11 +3,7 @@
 //! Every failure path unwinds what was done: no process, mount or descriptor is left.
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
@@ -17,11 +13,11 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
-use crate::instance::{Instance, LaunchRequest, Launcher};
+use crate::instance::{ExecRequest, Instance, LaunchRequest, Launcher};
 use crate::layers::{choose, ImageLayers};
 use crate::mount::{unmount, Mounted};
-use crate::stdio::{self, StdioGuard};
-use crate::workload::{recv, send, Ready, Spawned, WorkloadRequest, START, WORKLOAD_ARG};
+use crate::spawn::{signal_pids, spawn, Control, Unwind};
+use crate::workload::WorkloadRequest;
 
 /// File in the bundle that lets the `delete` subcommand clean up after a dead shim.
 pub const STATE_FILE: &str = "wasmlet-state.json";
@@ -57,25 +53,6 @@ pub struct ProcessLauncher {
     pub containerd_address: PathBuf,
 }
 
-/// Undoes a half-created workload (processes, cgroup) unless disarmed.
-struct Unwind<'a> {
-    pids: Vec<u32>,
-    cgroup: Option<&'a Cgroup>,
-}
-
-impl Drop for Unwind<'_> {
-    fn drop(&mut self) {
-        for pid in &self.pids {
-            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
-        }
-        if let Some(cg) = self.cgroup {
-            if let Err(e) = cg.remove() {
-                log::warn!("{e}");
-            }
-        }
-    }
-}
-
 impl Launcher for ProcessLauncher {
     fn launch(&self, req: &LaunchRequest) -> Result<Box<dyn Instance>> {
         let spec = wasmlet_oci::spec::load(&req.bundle)?;
@@ -104,40 +81,8 @@ impl Launcher for ProcessLauncher {
         for p in &mut plan.preopens {
             p.host = PathBuf::from(&p.guest);
         }
-        let module = plan.entrypoint.guest_path.clone();
         let cgroup = Arc::new(Cgroup::open(&cgroup_path)?);
-        let (child_io, io_guard) = stdio::open(&req.stdio)?;
-
-        let (mut ctl, theirs) =
-            UnixStream::pair().map_err(Error::io("creating control socket for", &req.bundle))?;
-        let mut cmd = Command::new("/proc/self/exe");
-        cmd.arg0("wasmlet-workload")
-            .arg(WORKLOAD_ARG)
-            .arg(&req.id)
-            .arg(&req.bundle)
-            .env_clear()
-            .current_dir("/")
-            .stdin(child_io.stdin)
-            .stdout(child_io.stdout)
-            .stderr(child_io.stderr);
-        crate::sys::workload_pre_exec(&mut cmd, theirs.as_raw_fd());
-        // The child is reaped by the shim's SIGCHLD handler, never through `Child`.
-        let child = cmd
-            .spawn()
-            .map_err(Error::io("starting workload process", "/proc/self/exe"))?;
-        drop(cmd);
-        drop(theirs);
-        let helper = child.id();
-        let mut unwind = Unwind {
-            pids: vec![helper],
-            cgroup: Some(&cgroup),
-        };
-        // Into the cgroup before it does anything: the workload waits for its request.
-        cgroup.add(helper)?;
-        if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            cgroup.apply(resources)?;
-        }
-
+        let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
         let request = WorkloadRequest {
             id: req.id.clone(),
             plan,
@@ -145,30 +90,18 @@ impl Launcher for ProcessLauncher {
             rootfs: rootfs.clone(),
             cache_root: self.cache_root.clone(),
             cache_max_bytes: self.cache_max_bytes,
-            oom_marker: req.bundle.join(OOM_MARKER),
+            oom_marker: Some(req.bundle.join(OOM_MARKER)),
+            join: None,
         };
-        let died = |detail: String| Error::WorkloadDied {
-            id: req.id.clone(),
-            detail,
+        // Removes the cgroup again if anything below fails (spawn kills its processes).
+        let mut unwind = Unwind {
+            pids: Vec::new(),
+            cgroup: Some(&cgroup),
         };
-        send(&mut ctl, &request).map_err(|e| died(format!(": {e}")))?;
-        let spawned: Spawned = recv(&ctl)
-            .map_err(|e| died(format!(": {e}")))?
-            .ok_or_else(|| died(String::new()))?;
-        let pid = spawned.pid;
-        unwind.pids.push(pid);
-        let ready: Ready = recv(&ctl)
-            .map_err(|e| died(format!(": {e}")))?
-            .ok_or_else(|| died(String::new()))?;
-        for note in &ready.notes {
-            log::info!("{}: {module}: {note}", req.id);
-        }
-        if let Some(message) = ready.error {
-            return Err(Error::Prepare {
-                message,
-                invalid_input: ready.invalid_input,
-            });
-        }
+        let names = [req.id.as_ref(), req.bundle.as_os_str()];
+        let spawned = spawn(&request, &names, &req.stdio, &cgroup, resources.as_ref())?;
+        let (pid, helper) = (spawned.control.pid, spawned.helper);
+        unwind.pids = vec![helper, pid];
 
         let state_path = req.bundle.join(STATE_FILE);
         let state = WorkloadState {
@@ -190,14 +123,14 @@ impl Launcher for ProcessLauncher {
         unwind.cgroup = None;
         drop(unwind);
         Ok(Box::new(ProcessInstance {
-            pid,
+            control: spawned.control,
             oom: Arc::default(),
             helper: (helper != pid).then_some(helper),
-            ctl: Mutex::new(Some(ctl)),
-            io: Mutex::new(Some(io_guard)),
             cgroup,
             state,
             state_path,
+            cache_root: self.cache_root.clone(),
+            cache_max_bytes: self.cache_max_bytes,
         }))
     }
 }
@@ -253,19 +186,20 @@ struct OomState {
 
 /// A workload process created by [`ProcessLauncher`].
 pub struct ProcessInstance {
-    pid: u32,
+    control: Control,
     oom: Arc<Mutex<OomState>>,
     helper: Option<u32>,
-    ctl: Mutex<Option<UnixStream>>,
-    io: Mutex<Option<StdioGuard>>,
     cgroup: Arc<Cgroup>,
     state: WorkloadState,
     state_path: PathBuf,
+    /// For Exec's workload processes.
+    cache_root: PathBuf,
+    cache_max_bytes: u64,
 }
 
 impl Instance for ProcessInstance {
     fn pid(&self) -> u32 {
-        self.pid
+        self.control.pid
     }
 
     fn helper_pid(&self) -> Option<u32> {
@@ -273,40 +207,53 @@ impl Instance for ProcessInstance {
     }
 
     fn start(&self) -> Result<()> {
-        let mut ctl = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
-        let sock = ctl.as_mut().ok_or_else(|| Error::WorkloadDied {
-            id: self.pid.to_string(),
-            detail: ": already started".into(),
-        })?;
-        sock.write_all(&[START])
-            .map_err(Error::io("starting workload", format!("pid {}", self.pid)))?;
-        ctl.take();
-        Ok(())
+        self.control.start()
     }
 
     fn signal(&self, signal: i32, all: bool) -> Result<()> {
-        let sig = Signal::try_from(signal).map_err(|_| Error::InvalidSignal {
-            signal: signal as u32,
-        })?;
-        let mut targets = vec![self.pid];
+        let mut targets = vec![self.control.pid];
         if all {
             targets.extend(self.cgroup.pids().unwrap_or_default());
             targets.dedup();
         }
-        for pid in targets {
-            match kill(Pid::from_raw(pid as i32), sig) {
-                // Gone already: its exit is on the way.
-                Ok(()) | Err(nix::Error::ESRCH) => {}
-                Err(e) => return Err(Error::sys(format!("sending {sig} to {pid}"))(e)),
-            }
-        }
-        Ok(())
+        signal_pids(targets, signal)
     }
 
     fn close_stdin(&self) {
-        if let Some(io) = self.io.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            io.close_stdin();
+        self.control.close_stdin()
+    }
+
+    fn exec(&self, req: &ExecRequest) -> Result<Box<dyn Instance>> {
+        let bundle = self.state_path.parent().unwrap_or(Path::new("/"));
+        let mut spec = wasmlet_oci::spec::load(bundle)?;
+        spec.set_process(Some(req.process.clone()));
+        // The container as its init sees it, the spec's mounts included.
+        let root = PathBuf::from(format!("/proc/{}/root", self.control.pid));
+        let mut plan = wasmlet_oci::wasi::plan(&spec, &root)?;
+        for p in &mut plan.preopens {
+            p.host = PathBuf::from(&p.guest);
         }
+        let request = WorkloadRequest {
+            id: format!("{} exec {}", req.id, req.exec_id),
+            plan,
+            spec,
+            rootfs: root,
+            cache_root: self.cache_root.clone(),
+            cache_max_bytes: self.cache_max_bytes,
+            oom_marker: None,
+            join: Some(self.control.pid),
+        };
+        let names = [
+            req.id.as_ref(),
+            bundle.as_os_str(),
+            "exec".as_ref(),
+            req.exec_id.as_ref(),
+        ];
+        let spawned = spawn(&request, &names, &req.stdio, &self.cgroup, None)?;
+        Ok(Box::new(ExecInstance {
+            helper: (spawned.helper != spawned.control.pid).then_some(spawned.helper),
+            control: spawned.control,
+        }))
     }
 
     fn out_of_memory(&self) -> bool {
@@ -353,8 +300,7 @@ impl Instance for ProcessInstance {
     }
 
     fn cleanup(&self) -> Result<()> {
-        self.ctl.lock().unwrap_or_else(|p| p.into_inner()).take();
-        self.io.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.control.release();
         cleanup_state(&self.state, &self.state_path, Some(&self.cgroup))
     }
 }
@@ -384,5 +330,44 @@ pub fn cleanup_state(
             Err(Error::io("removing", state_path)(e))
         }
         _ => Ok(()),
+    }
+}
+
+/// A process started in a running container by Exec. The container's cgroup, mounts and
+/// state belong to its init ([`ProcessInstance`]); this one owns only its process.
+struct ExecInstance {
+    control: Control,
+    helper: Option<u32>,
+}
+
+impl Instance for ExecInstance {
+    fn pid(&self) -> u32 {
+        self.control.pid
+    }
+
+    fn helper_pid(&self) -> Option<u32> {
+        self.helper
+    }
+
+    fn start(&self) -> Result<()> {
+        self.control.start()
+    }
+
+    /// Only the exec's own process: `all` (the whole container) is its init's to ask for.
+    fn signal(&self, signal: i32, _all: bool) -> Result<()> {
+        signal_pids(vec![self.control.pid], signal)
+    }
+
+    fn close_stdin(&self) {
+        self.control.close_stdin()
+    }
+
+    fn out_of_memory(&self) -> bool {
+        false
+    }
+
+    fn cleanup(&self) -> Result<()> {
+        self.control.release();
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! containerd starts the shim binary for a task; the daemon serves the Task API over ttrpc
 //! ([`service`] -> [`task`]), and each workload runs in a process of its own ([`workload`])
-//! started by [`launcher`] from the same binary, isolated as a Linux container
+//! started by [`launcher`] (through [`spawn`]) from the same binary, isolated as a Linux container
 //! ([`isolation`], [`cgroups`]), with an [`engine`] behind a small trait.
 //!
 //! `unsafe` is denied crate-wide; [`sys`] and the engine files (for loading compiled
@@ -24,6 +24,7 @@ pub mod layers;
 pub mod mount;
 pub mod service;
 pub mod shim;
+pub mod spawn;
 pub mod state;
 pub mod stdio;
 #[allow(unsafe_code)]

@@ -117,7 +117,8 @@ impl Task for TaskAdapter {
     }
 
     fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> Reply<Empty> {
-        reply("Exec", &req.id, self.svc.unimplemented("Exec"))
+        let id = req.id.clone();
+        reply("Exec", &id, empty(self.svc.exec(req)))
     }
 
     fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> Reply<Empty> {

@@ -26,6 +26,8 @@ pub enum Op {
     Start,
     Pause,
     Resume,
+    /// Another process is started in the container (changes nothing of the task's own).
+    Exec,
     /// The workload process was seen to exit.
     Exit,
     Delete,
@@ -40,6 +42,7 @@ impl Status {
             (Created, Start) => Running,
             (Running, Pause) => Paused,
             (Paused, Resume) => Running,
+            (Created | Running, Exec) => self,
             (Created | Running | Paused, Exit) => Stopped,
             (Created | Stopped, Delete) => Deleted,
             (from, op) => {
@@ -87,6 +90,7 @@ impl fmt::Display for Op {
             Op::Start => "start",
             Op::Pause => "pause",
             Op::Resume => "resume",
+            Op::Exec => "exec in",
             Op::Exit => "exit",
             Op::Delete => "delete",
         })
@@ -100,7 +104,7 @@ mod tests {
     use Status::*;
 
     const ALL: [Status; 5] = [Created, Running, Paused, Stopped, Deleted];
-    const OPS: [Op; 5] = [Start, Pause, Resume, Exit, Delete];
+    const OPS: [Op; 6] = [Start, Pause, Resume, Exec, Exit, Delete];
 
     #[test]
     fn the_whole_table() {
@@ -108,6 +112,8 @@ mod tests {
             (Created, Start, Running),
             (Running, Pause, Paused),
             (Paused, Resume, Running),
+            (Created, Exec, Created),
+            (Running, Exec, Running),
             (Created, Exit, Stopped),
             (Running, Exit, Stopped),
             (Paused, Exit, Stopped),
@@ -137,6 +143,8 @@ mod tests {
         assert_eq!(msg, "cannot delete task \"web\": it is running");
         let msg = Stopped.apply(Start, "web").unwrap_err().to_string();
         assert_eq!(msg, "cannot start task \"web\": it is stopped");
+        let msg = Paused.apply(Exec, "web").unwrap_err().to_string();
+        assert_eq!(msg, "cannot exec in task \"web\": it is paused");
     }
 
     #[test]

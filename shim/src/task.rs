@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use containerd_shim::api::{
@@ -15,7 +15,7 @@ use containerd_shim::api::{
     StateRequest, StateResponse, WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskStart,
+    TaskCreate, TaskDelete, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
@@ -38,13 +38,20 @@ pub struct ExitInfo {
     pub at: SystemTime,
 }
 
-struct Task {
-    bundle: String,
+/// One process of a task: its init, or one started by Exec.
+struct Proc {
     status: Status,
     pid: u32,
     stdio: StdioPaths,
     exit: Option<ExitInfo>,
-    instance: Box<dyn Instance>,
+    instance: Arc<dyn Instance>,
+}
+
+struct Task {
+    bundle: String,
+    init: Proc,
+    /// Processes started by Exec, by exec id, until their Delete.
+    execs: HashMap<String, Proc>,
 }
 
 #[derive(Default)]
@@ -74,14 +81,12 @@ fn timestamp(t: SystemTime) -> MessageField<Timestamp> {
     })
 }
 
-fn no_exec(id: &str, exec_id: &str) -> Result<()> {
+/// How a process is named in errors: the task id, and the exec id for an exec.
+fn label(id: &str, exec_id: &str) -> String {
     if exec_id.is_empty() {
-        Ok(())
+        id.to_string()
     } else {
-        Err(Error::ExecNotFound {
-            id: id.to_string(),
-            exec_id: exec_id.to_string(),
-        })
+        format!("{id} (exec {exec_id})")
     }
 }
 
@@ -112,6 +117,31 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         reg.tasks
             .get_mut(id)
             .ok_or_else(|| Error::TaskNotFound { id: id.to_string() })
+    }
+
+    /// Task `id`'s init (`exec_id` empty) or one of its execs.
+    fn process<'a>(reg: &'a mut Registry, id: &str, exec_id: &str) -> Result<&'a mut Proc> {
+        let task = Self::task(reg, id)?;
+        if exec_id.is_empty() {
+            return Ok(&mut task.init);
+        }
+        task.execs
+            .get_mut(exec_id)
+            .ok_or_else(|| Error::ExecNotFound {
+                id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            })
+    }
+
+    /// The exit of `instance`'s process if it came before the instance was registered;
+    /// otherwise its launch helper is noted, so that the helper's exit is not taken for it.
+    fn claim(reg: &mut Registry, instance: &dyn Instance) -> Option<ExitInfo> {
+        if let Some(helper) = instance.helper_pid() {
+            if reg.unclaimed.remove(&helper).is_none() {
+                reg.helpers.insert(helper);
+            }
+        }
+        reg.unclaimed.remove(&instance.pid())
     }
 
     /// Create: launch the workload up to Start.
@@ -146,7 +176,7 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
                 stderr: req.stderr.clone(),
             },
         };
-        let instance = self.launcher.launch(&launch)?;
+        let instance: Arc<dyn Instance> = self.launcher.launch(&launch)?.into();
         let pid = instance.pid();
 
         let mut reg = self.lock();
@@ -156,12 +186,7 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
             let _ = instance.cleanup();
             return Err(Error::TaskExists { id: req.id });
         }
-        let exit = reg.unclaimed.remove(&pid);
-        if let Some(helper) = instance.helper_pid() {
-            if reg.unclaimed.remove(&helper).is_none() {
-                reg.helpers.insert(helper);
-            }
-        }
+        let exit = Self::claim(&mut reg, instance.as_ref());
         self.events.publish(Box::new(TaskCreate {
             container_id: req.id.clone(),
             bundle: req.bundle.clone(),
@@ -178,18 +203,21 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         }));
         let mut task = Task {
             bundle: req.bundle,
-            status: Status::Created,
-            pid,
-            stdio: launch.stdio,
-            exit: None,
-            instance,
+            init: Proc {
+                status: Status::Created,
+                pid,
+                stdio: launch.stdio,
+                exit: None,
+                instance,
+            },
+            execs: HashMap::new(),
         };
         if let Some(exit) = exit {
-            self.record_exit(&req.id, &mut task, exit);
+            self.record_exit(&req.id, "", &mut task.init, exit);
         }
         let sink = self.events.clone();
         let id = req.id.clone();
-        task.instance.watch_oom(Box::new(move || {
+        task.init.instance.watch_oom(Box::new(move || {
             sink.publish(Box::new(TaskOOM {
                 container_id: id.clone(),
                 ..Default::default()
@@ -202,106 +230,138 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         })
     }
 
-    /// Start: let a created workload run.
+    /// Start: let a created workload (or exec) run.
     pub fn start(&self, req: StartRequest) -> Result<StartResponse> {
-        no_exec(&req.id, &req.exec_id)?;
         let mut reg = self.lock();
-        let task = Self::task(&mut reg, &req.id)?;
-        let next = task.status.apply(Op::Start, &req.id)?;
-        task.instance.start()?;
-        task.status = next;
-        self.events.publish(Box::new(TaskStart {
-            container_id: req.id.clone(),
-            pid: task.pid,
-            ..Default::default()
-        }));
+        let proc = Self::process(&mut reg, &req.id, &req.exec_id)?;
+        let next = proc
+            .status
+            .apply(Op::Start, &label(&req.id, &req.exec_id))?;
+        proc.instance.start()?;
+        proc.status = next;
+        let pid = proc.pid;
+        if req.exec_id.is_empty() {
+            self.events.publish(Box::new(TaskStart {
+                container_id: req.id.clone(),
+                pid,
+                ..Default::default()
+            }));
+        } else {
+            self.events.publish(Box::new(TaskExecStarted {
+                container_id: req.id.clone(),
+                exec_id: req.exec_id.clone(),
+                pid,
+                ..Default::default()
+            }));
+        }
         Ok(StartResponse {
-            pid: task.pid,
+            pid,
             ..Default::default()
         })
     }
 
     /// Kill: signal the workload.
     pub fn kill(&self, req: KillRequest) -> Result<()> {
-        no_exec(&req.id, &req.exec_id)?;
         let signal = i32::try_from(req.signal)
             .ok()
             .filter(|s| (1..=64).contains(s))
             .ok_or(Error::InvalidSignal { signal: req.signal })?;
         let mut reg = self.lock();
-        let task = Self::task(&mut reg, &req.id)?;
-        if !task.status.is_live() {
-            return Err(Error::ProcessFinished { id: req.id });
+        let proc = Self::process(&mut reg, &req.id, &req.exec_id)?;
+        if !proc.status.is_live() {
+            return Err(Error::ProcessFinished {
+                id: label(&req.id, &req.exec_id),
+            });
         }
-        task.instance.signal(signal, req.all)?;
-        // A frozen process cannot act on SIGKILL: thaw it so that it dies now.
-        if signal == libc::SIGKILL && task.status == Status::Paused {
-            task.instance.freeze(false)?;
+        proc.instance.signal(signal, req.all)?;
+        // A frozen workload cannot act on SIGKILL: thaw it so that it dies now.
+        let init = &Self::task(&mut reg, &req.id)?.init;
+        if req.exec_id.is_empty() && signal == libc::SIGKILL && init.status == Status::Paused {
+            init.instance.freeze(false)?;
         }
         Ok(())
     }
 
-    /// Delete: forget a task whose workload has exited (or was never started).
+    /// Delete: forget a task whose workload has exited (or was never started), or one of
+    /// its execs.
     pub fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse> {
-        no_exec(&req.id, &req.exec_id)?;
+        let name = label(&req.id, &req.exec_id);
         let mut reg = self.lock();
-        let task = Self::task(&mut reg, &req.id)?;
-        task.status.apply(Op::Delete, &req.id)?;
-        if task.status == Status::Created {
-            task.instance.signal(libc::SIGKILL, true)?;
-            reg = self.wait_exit(reg, &req.id, Some(KILL_WAIT))?;
+        let proc = Self::process(&mut reg, &req.id, &req.exec_id)?;
+        proc.status.apply(Op::Delete, &name)?;
+        if proc.status == Status::Created {
+            proc.instance.signal(libc::SIGKILL, true)?;
+            reg = self.wait_exit(reg, &req.id, &req.exec_id, Some(KILL_WAIT))?;
         }
-        let task = Self::task(&mut reg, &req.id)?;
-        let Some(exit) = task.exit else {
+        let proc = Self::process(&mut reg, &req.id, &req.exec_id)?;
+        let Some(exit) = proc.exit else {
             return Err(Error::WorkloadDied {
-                id: req.id,
+                id: name,
                 detail: ": its exit was not observed after SIGKILL".into(),
             });
         };
-        let task = reg.tasks.remove(&req.id).expect("task looked up above");
-        if let Err(e) = task.instance.cleanup() {
-            log::warn!("cleaning up task {}: {e}", req.id);
+        let pid = proc.pid;
+        let task = Self::task(&mut reg, &req.id)?;
+        if !req.exec_id.is_empty() {
+            let exec = task.execs.remove(&req.exec_id).expect("looked up above");
+            if let Err(e) = exec.instance.cleanup() {
+                log::warn!("cleaning up {name}: {e}");
+            }
+        } else {
+            let task = reg.tasks.remove(&req.id).expect("task looked up above");
+            // Execs not deleted yet: their processes are gone with the container.
+            for (exec_id, exec) in task.execs {
+                if exec.status.is_live() {
+                    let _ = exec.instance.signal(libc::SIGKILL, false);
+                }
+                if let Err(e) = exec.instance.cleanup() {
+                    log::warn!("cleaning up {}: {e}", label(&req.id, &exec_id));
+                }
+            }
+            if let Err(e) = task.init.instance.cleanup() {
+                log::warn!("cleaning up task {}: {e}", req.id);
+            }
+            self.events.publish(Box::new(TaskDelete {
+                container_id: req.id.clone(),
+                pid,
+                exit_status: exit.code,
+                exited_at: timestamp(exit.at),
+                ..Default::default()
+            }));
         }
-        self.events.publish(Box::new(TaskDelete {
-            container_id: req.id.clone(),
-            pid: task.pid,
-            exit_status: exit.code,
-            exited_at: timestamp(exit.at),
-            ..Default::default()
-        }));
         Ok(DeleteResponse {
-            pid: task.pid,
+            pid,
             exit_status: exit.code,
             exited_at: timestamp(exit.at),
             ..Default::default()
         })
     }
 
-    /// State: what containerd shows in `ctr task ls`.
+    /// State: what containerd shows in `ctr task ls` (or of one exec).
     pub fn state(&self, req: StateRequest) -> Result<StateResponse> {
-        no_exec(&req.id, &req.exec_id)?;
         let mut reg = self.lock();
-        let task = Self::task(&mut reg, &req.id)?;
+        let bundle = Self::task(&mut reg, &req.id)?.bundle.clone();
+        let proc = Self::process(&mut reg, &req.id, &req.exec_id)?;
         Ok(StateResponse {
             id: req.id.clone(),
-            bundle: task.bundle.clone(),
-            pid: task.pid,
-            status: task.status.to_api().into(),
-            stdin: task.stdio.stdin.clone(),
-            stdout: task.stdio.stdout.clone(),
-            stderr: task.stdio.stderr.clone(),
+            exec_id: req.exec_id.clone(),
+            bundle,
+            pid: proc.pid,
+            status: proc.status.to_api().into(),
+            stdin: proc.stdio.stdin.clone(),
+            stdout: proc.stdio.stdout.clone(),
+            stderr: proc.stdio.stderr.clone(),
             terminal: false,
-            exit_status: task.exit.map(|e| e.code).unwrap_or_default(),
-            exited_at: task.exit.map(|e| timestamp(e.at)).unwrap_or_default(),
+            exit_status: proc.exit.map(|e| e.code).unwrap_or_default(),
+            exited_at: proc.exit.map(|e| timestamp(e.at)).unwrap_or_default(),
             ..Default::default()
         })
     }
 
-    /// Wait: block until the workload exits.
+    /// Wait: block until the workload (or exec) exits.
     pub fn wait(&self, req: WaitRequest) -> Result<WaitResponse> {
-        no_exec(&req.id, &req.exec_id)?;
-        let mut reg = self.wait_exit(self.lock(), &req.id, None)?;
-        let exit = Self::task(&mut reg, &req.id)?
+        let mut reg = self.wait_exit(self.lock(), &req.id, &req.exec_id, None)?;
+        let exit = Self::process(&mut reg, &req.id, &req.exec_id)?
             .exit
             .expect("wait_exit returns once the exit is known");
         Ok(WaitResponse {
@@ -315,11 +375,12 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         &'a self,
         mut reg: MutexGuard<'a, Registry>,
         id: &str,
+        exec_id: &str,
         timeout: Option<Duration>,
     ) -> Result<MutexGuard<'a, Registry>> {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         loop {
-            if Self::task(&mut reg, id)?.exit.is_some() {
+            if Self::process(&mut reg, id, exec_id)?.exit.is_some() {
                 return Ok(reg);
             }
             reg = match deadline {
@@ -340,11 +401,10 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
 
     /// CloseIO: the client closed its end of stdin.
     pub fn close_io(&self, req: CloseIORequest) -> Result<()> {
-        no_exec(&req.id, &req.exec_id)?;
         let mut reg = self.lock();
-        let task = Self::task(&mut reg, &req.id)?;
+        let proc = Self::process(&mut reg, &req.id, &req.exec_id)?;
         if req.stdin {
-            task.instance.close_stdin();
+            proc.instance.close_stdin();
         }
         Ok(())
     }
@@ -352,7 +412,9 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
     /// Connect: the shim's and the task's pids.
     pub fn connect(&self, req: ConnectRequest) -> Result<ConnectResponse> {
         let mut reg = self.lock();
-        let task_pid = Self::task(&mut reg, &req.id).map(|t| t.pid).unwrap_or(0);
+        let task_pid = Self::task(&mut reg, &req.id)
+            .map(|t| t.init.pid)
+            .unwrap_or(0);
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
@@ -384,35 +446,48 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         if reg.helpers.remove(&pid) {
             return;
         }
-        let found = reg
-            .tasks
-            .iter_mut()
-            .find(|(_, t)| t.pid == pid && t.status.is_live());
-        match found {
-            Some((id, task)) => {
-                let id = id.clone();
-                self.record_exit(&id, task, exit);
+        let mut found = false;
+        for (id, task) in reg.tasks.iter_mut() {
+            if task.init.pid == pid && task.init.status.is_live() {
+                self.record_exit(id, "", &mut task.init, exit);
+                // Execs die with the container's PID namespace; when it shares one, runc's
+                // shim kills them too.
+                for exec in task.execs.values().filter(|e| e.status.is_live()) {
+                    let _ = exec.instance.signal(libc::SIGKILL, false);
+                }
+                found = true;
+                break;
             }
-            None => {
-                let now = SystemTime::now();
-                reg.unclaimed
-                    .retain(|_, e| now.duration_since(e.at).unwrap_or_default() < UNCLAIMED_TTL);
-                reg.unclaimed.insert(pid, exit);
+            let exec = task
+                .execs
+                .iter_mut()
+                .find(|(_, e)| e.pid == pid && e.status.is_live());
+            if let Some((exec_id, exec)) = exec {
+                self.record_exit(id, exec_id, exec, exit);
+                found = true;
+                break;
             }
+        }
+        if !found {
+            let now = SystemTime::now();
+            reg.unclaimed
+                .retain(|_, e| now.duration_since(e.at).unwrap_or_default() < UNCLAIMED_TTL);
+            reg.unclaimed.insert(pid, exit);
         }
         self.exited.notify_all();
     }
 
-    fn record_exit(&self, id: &str, task: &mut Task, exit: ExitInfo) {
-        match task.status.apply(Op::Exit, id) {
-            Ok(next) => task.status = next,
+    /// Record the exit of task `id`'s init (`exec_id` empty) or exec, and publish it.
+    fn record_exit(&self, id: &str, exec_id: &str, proc: &mut Proc, exit: ExitInfo) {
+        match proc.status.apply(Op::Exit, &label(id, exec_id)) {
+            Ok(next) => proc.status = next,
             Err(e) => {
                 log::warn!("{e}");
                 return;
             }
         }
-        task.exit = Some(exit);
-        if task.instance.out_of_memory() {
+        proc.exit = Some(exit);
+        if exec_id.is_empty() && proc.instance.out_of_memory() {
             self.events.publish(Box::new(TaskOOM {
                 container_id: id.to_string(),
                 ..Default::default()
@@ -420,8 +495,8 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         }
         self.events.publish(Box::new(TaskExit {
             container_id: id.to_string(),
-            id: id.to_string(),
-            pid: task.pid,
+            id: if exec_id.is_empty() { id } else { exec_id }.to_string(),
+            pid: proc.pid,
             exit_status: exit.code,
             exited_at: timestamp(exit.at),
             ..Default::default()
@@ -429,6 +504,8 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
     }
 }
 
+#[path = "task_exec.rs"]
+mod exec;
 #[path = "task_resources.rs"]
 mod resources;
 

@@ -21,8 +21,8 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
     pub fn pids(&self, req: PidsRequest) -> Result<PidsResponse> {
         let mut reg = self.lock();
         let task = Self::task(&mut reg, &req.id)?;
-        let pids = if task.status.is_live() {
-            task.instance.pids()?
+        let pids = if task.init.status.is_live() {
+            task.init.instance.pids()?
         } else {
             Vec::new()
         };
@@ -61,9 +61,9 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
     fn freeze(&self, id: &str, op: Op, event: BoxedEvent) -> Result<()> {
         let mut reg = self.lock();
         let task = Self::task(&mut reg, id)?;
-        let next = task.status.apply(op, id)?;
-        task.instance.freeze(op == Op::Pause)?;
-        task.status = next;
+        let next = task.init.status.apply(op, id)?;
+        task.init.instance.freeze(op == Op::Pause)?;
+        task.init.status = next;
         self.events.publish(event);
         Ok(())
     }
@@ -72,11 +72,11 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
     pub fn stats(&self, req: StatsRequest) -> Result<StatsResponse> {
         let mut reg = self.lock();
         let task = Self::task(&mut reg, &req.id)?;
-        if !task.status.is_live() {
+        if !task.init.status.is_live() {
             return Err(Error::ProcessFinished { id: req.id });
         }
         Ok(StatsResponse {
-            stats: MessageField::some(task.instance.stats()?),
+            stats: MessageField::some(task.init.instance.stats()?),
             ..Default::default()
         })
     }
@@ -86,7 +86,7 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         let mut reg = self.lock();
         let task = Self::task(&mut reg, &req.id)?;
         if !matches!(
-            task.status,
+            task.init.status,
             Status::Created | Status::Running | Status::Paused
         ) {
             return Err(Error::ProcessFinished { id: req.id });
@@ -101,6 +101,6 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
                 field: "resources of Update".into(),
                 message: e.to_string(),
             })?;
-        task.instance.update(&resources)
+        task.init.instance.update(&resources)
     }
 }

@@ -18,8 +18,15 @@ use crate::events::MemorySink;
 
 /// Records what the service asked of its workloads.
 #[derive(Default)]
-struct Journal {
-    calls: Mutex<Vec<String>>,
+pub(super) struct Journal {
+    pub(super) calls: Mutex<Vec<String>>,
+    next_exec: AtomicU32,
+}
+
+impl Journal {
+    pub(super) fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
 }
 
 struct StubInstance {
@@ -78,6 +85,17 @@ impl Instance for StubInstance {
         self.journal.calls.lock().unwrap().push(msg);
         Ok(())
     }
+    fn exec(&self, req: &crate::instance::ExecRequest) -> Result<Box<dyn Instance>> {
+        let pid = 2000 + self.journal.next_exec.fetch_add(1, Ordering::SeqCst);
+        let args = req.process.args().clone().unwrap_or_default().join(" ");
+        let msg = format!("exec {} {} as {pid}: {args}", self.pid, req.exec_id);
+        self.journal.calls.lock().unwrap().push(msg);
+        Ok(Box::new(StubInstance {
+            pid,
+            journal: self.journal.clone(),
+            oom: false,
+        }))
+    }
     fn cleanup(&self) -> Result<()> {
         self.journal
             .calls
@@ -89,11 +107,11 @@ impl Instance for StubInstance {
 }
 
 #[derive(Default)]
-struct StubLauncher {
+pub(super) struct StubLauncher {
     next_pid: AtomicU32,
     fail: Mutex<Option<String>>,
     oom: std::sync::atomic::AtomicBool,
-    journal: Arc<Journal>,
+    pub(super) journal: Arc<Journal>,
 }
 
 impl Launcher for Arc<StubLauncher> {
@@ -113,14 +131,16 @@ impl Launcher for Arc<StubLauncher> {
     }
 }
 
-struct Fixture {
-    svc: Arc<TaskService<Arc<StubLauncher>, MemorySink>>,
-    launcher: Arc<StubLauncher>,
-    sink: MemorySink,
+pub(super) type Service = TaskService<Arc<StubLauncher>, MemorySink>;
+
+pub(super) struct Fixture {
+    pub(super) svc: Arc<Service>,
+    pub(super) launcher: Arc<StubLauncher>,
+    pub(super) sink: MemorySink,
     shut_down: Arc<AtomicBool>,
 }
 
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     let launcher = Arc::new(StubLauncher::default());
     let sink = MemorySink::default();
     let shut_down = Arc::new(AtomicBool::new(false));
@@ -136,7 +156,7 @@ fn fixture() -> Fixture {
     }
 }
 
-fn create(svc: &TaskService<Arc<StubLauncher>, MemorySink>, id: &str) -> Result<u32> {
+pub(super) fn create(svc: &Service, id: &str) -> Result<u32> {
     svc.create(CreateTaskRequest {
         id: id.into(),
         bundle: format!("/run/bundles/{id}"),
@@ -146,25 +166,25 @@ fn create(svc: &TaskService<Arc<StubLauncher>, MemorySink>, id: &str) -> Result<
     .map(|r| r.pid)
 }
 
-fn as_message(e: &crate::events::BoxedEvent) -> &dyn MessageDyn {
+pub(super) fn as_message(e: &crate::events::BoxedEvent) -> &dyn MessageDyn {
     &**e
 }
 
-fn start_req(id: &str) -> StartRequest {
+pub(super) fn start_req(id: &str) -> StartRequest {
     StartRequest {
         id: id.into(),
         ..Default::default()
     }
 }
 
-fn delete_req(id: &str) -> DeleteRequest {
+pub(super) fn delete_req(id: &str) -> DeleteRequest {
     DeleteRequest {
         id: id.into(),
         ..Default::default()
     }
 }
 
-fn state(svc: &TaskService<Arc<StubLauncher>, MemorySink>, id: &str) -> StateResponse {
+pub(super) fn state(svc: &Service, id: &str) -> StateResponse {
     svc.state(StateRequest {
         id: id.into(),
         ..Default::default()
@@ -413,9 +433,12 @@ fn pids_close_io_connect_and_unimplemented() {
         })
         .unwrap();
     assert_eq!((c.task_pid, c.shim_pid), (pid, std::process::id()));
-    let err = f.svc.unimplemented::<()>("Exec").unwrap_err();
+    let err = f.svc.unimplemented::<()>("Checkpoint").unwrap_err();
     assert_eq!(err.code(), Code::UNIMPLEMENTED);
-    assert_eq!(err.to_string(), "Exec is not implemented by wasmlet yet");
+    assert_eq!(
+        err.to_string(),
+        "Checkpoint is not implemented by wasmlet yet"
+    );
 }
 
 #[test]

@@ -37,7 +37,17 @@ pub struct WorkloadRequest {
     pub cache_root: PathBuf,
     pub cache_max_bytes: u64,
     /// Created when the module is stopped for exceeding its memory limit.
-    pub oom_marker: PathBuf,
+    pub oom_marker: Option<PathBuf>,
+    /// Exec: the host pid of the container's init, whose namespaces the new process joins
+    /// (instead of isolating itself); `spec.process` is then the exec's process.
+    #[serde(default)]
+    pub join: Option<u32>,
+}
+
+/// How the workload is isolated: as a new container, or inside a running one (Exec).
+enum Isolation {
+    Own(crate::isolation::Entered),
+    Join(crate::isolation::Joined),
 }
 
 /// The workload's first answer: the host pid of the container's init process.
@@ -159,20 +169,32 @@ fn serve<E: Engine>() -> Result<i32> {
     };
     let own_pid = std::process::id();
 
-    // Host view, still single-threaded: namespaces, then the module (which may start the
-    // engine's compilation threads).
-    let loaded = crate::isolation::enter_namespaces(&req.spec).and_then(|entered| {
-        let loaded = match req.plan.entrypoint.kind {
+    let load = || -> Result<Option<E::Loaded>> {
+        Ok(match req.plan.entrypoint.kind {
             WasmKind::Native => None,
             _ => {
                 let cache = ModuleCache::new(&req.cache_root, E::NAME, req.cache_max_bytes);
                 Some(E::new().and_then(|engine| engine.load(&req.plan, &cache))?)
             }
-        };
-        crate::isolation::enter_pid_namespace(&entered)?;
-        Ok((entered, loaded))
-    });
-    let (entered, loaded) = match loaded {
+        })
+    };
+    // Host view, still single-threaded: namespaces, then the module (which may start the
+    // engine's compilation threads), then the PID namespace for the fork below. An Exec
+    // joins the container's namespaces, all but the PID one after the fork.
+    let loaded = match req.join {
+        None => crate::isolation::enter_namespaces(&req.spec).and_then(|entered| {
+            let loaded = load()?;
+            crate::isolation::enter_pid_namespace(&entered)?;
+            Ok((Isolation::Own(entered), loaded))
+        }),
+        Some(init) => load().and_then(|loaded| {
+            Ok((
+                Isolation::Join(crate::isolation::prepare_join(init)?),
+                loaded,
+            ))
+        }),
+    };
+    let (isolation, loaded) = match loaded {
         Ok(l) => l,
         Err(e) => {
             send(&mut ctl, &Spawned { pid: own_pid }).map_err(io)?;
@@ -201,37 +223,46 @@ fn serve<E: Engine>() -> Result<i32> {
 
     // The OOM marker lives in the bundle, outside the container: open it before pivot_root.
     // It stays empty unless the module is stopped for its memory limit.
-    let oom_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&req.oom_marker)
-        .map_err(Error::io("creating", &req.oom_marker));
+    let oom_file = req
+        .oom_marker
+        .as_ref()
+        .map(|marker| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(marker)
+                .map_err(Error::io("creating", marker))
+        })
+        .transpose();
     let runnable = oom_file.and_then(|oom_file| {
-        crate::isolation::setup(&req.spec, &req.rootfs, &entered)
-            .and_then(|()| match loaded {
-                Some(loaded) => loaded.link(&req.plan).map(Runnable::Wasm),
-                None => {
-                    let args = req
-                        .plan
-                        .args
-                        .iter()
-                        .map(|a| cstring(a, "process.args"))
-                        .collect::<Result<Vec<_>>>()?;
-                    let env = req
-                        .plan
-                        .env
-                        .iter()
-                        .map(|(k, v)| cstring(&format!("{k}={v}"), "process.env"))
-                        .collect::<Result<Vec<_>>>()?;
-                    Ok(Runnable::Native {
-                        path: cstring(&req.plan.entrypoint.guest_path, "process.args")?,
-                        args,
-                        env,
-                    })
-                }
-            })
-            .map(|r| (r, oom_file))
+        match isolation {
+            Isolation::Own(entered) => crate::isolation::setup(&req.spec, &req.rootfs, &entered),
+            Isolation::Join(joined) => crate::isolation::finish_join(joined, &req.spec),
+        }
+        .and_then(|()| match loaded {
+            Some(loaded) => loaded.link(&req.plan).map(Runnable::Wasm),
+            None => {
+                let args = req
+                    .plan
+                    .args
+                    .iter()
+                    .map(|a| cstring(a, "process.args"))
+                    .collect::<Result<Vec<_>>>()?;
+                let env = req
+                    .plan
+                    .env
+                    .iter()
+                    .map(|(k, v)| cstring(&format!("{k}={v}"), "process.env"))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Runnable::Native {
+                    path: cstring(&req.plan.entrypoint.guest_path, "process.args")?,
+                    args,
+                    env,
+                })
+            }
+        })
+        .map(|r| (r, oom_file))
     });
     let ready = match &runnable {
         Ok(_) => Ready {
@@ -258,7 +289,7 @@ fn serve<E: Engine>() -> Result<i32> {
         Runnable::Wasm(prepared) => {
             crate::sys::exit_on_terminating_signals();
             let exit = prepared.run();
-            if exit.out_of_memory {
+            if let (true, Some(oom_file)) = (exit.out_of_memory, oom_file.as_mut()) {
                 if let Err(e) = oom_file.write_all(b"oom") {
                     eprintln!("wasmlet: recording the out-of-memory exit: {e}");
                 }

@@ -199,16 +199,6 @@ fn unimplemented_methods_say_so(ctd: &Containerd) {
         "{}",
         checkpoint.stderr
     );
-    let exec = ctd.ctr(
-        NS,
-        &["task", "exec", "--exec-id", "e1", "unimpl", "/sleep.wasm"],
-    );
-    assert_ne!(exec.code, Some(0));
-    assert!(
-        exec.stderr.contains("Exec is not implemented"),
-        "{}",
-        exec.stderr
-    );
     ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", "unimpl"])
         .ok("kill");
     wait_stopped(ctd, "unimpl");

@@ -9,6 +9,7 @@ mod cache;
 mod cgroups;
 mod deploy_images;
 mod errors;
+mod exec;
 mod http;
 mod images;
 mod isolation;
@@ -42,6 +43,7 @@ fn main() {
             .chain(cgroups::TESTS)
             .chain(pods::TESTS)
             .chain(http::TESTS)
+            .chain(exec::TESTS)
         {
             // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
             // libtest shows the kind as `[root]` before the name.

@@ -226,6 +226,22 @@ fn wasm_and_native_containers_in_one_pod(engine_ctd: &Containerd) {
         .contains(" stdout F sidecar up")),
         "sidecar log"
     );
+    // ExecSync, as an exec probe or `kubectl exec` makes it: in the sidecar's namespaces.
+    let (code, out, err) = cri
+        .exec_sync(
+            &sidecar,
+            &[
+                "/bin/busybox",
+                "sh",
+                "-c",
+                "echo probe; /bin/busybox hostname; echo bad >&2; exit 3",
+            ],
+        )
+        .expect("ExecSync");
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (3, "probe\nwasmlet-pod\n", "bad\n")
+    );
     let stats = cri.stats(&sidecar).expect("ContainerStats");
     let memory = stats
         .memory

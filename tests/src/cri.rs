@@ -139,6 +139,24 @@ impl Cri {
             .ok_or_else(|| format!("pod {id} has no IP"))
     }
 
+    /// ExecSync (what kubelet's exec probes and `kubectl exec` without a TTY use): exit
+    /// code, stdout and stderr of `cmd` run in container `id`.
+    pub fn exec_sync(&self, id: &str, cmd: &[&str]) -> Result<(i32, String, String), String> {
+        let req = ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 30,
+        };
+        self.call(|mut c| async move { c.exec_sync(req).await })
+            .map(|r| {
+                (
+                    r.exit_code,
+                    String::from_utf8_lossy(&r.stdout).into_owned(),
+                    String::from_utf8_lossy(&r.stderr).into_owned(),
+                )
+            })
+    }
+
     pub fn pods(&self) -> Result<Vec<PodSandbox>, String> {
         let req = ListPodSandboxRequest { filter: None };
         self.call(|mut c| async move { c.list_pod_sandbox(req).await })

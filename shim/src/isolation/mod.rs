@@ -2,10 +2,11 @@
 //! its request and reporting ready: namespaces (new, and joined by path), the rootfs with
 //! the spec's mounts and devices behind pivot_root, masked and read-only paths, hostname,
 //! sysctls, oom_score_adj, rlimits, user and groups, capabilities, no_new_privileges and
-//! seccomp. The cgroup is the shim's side ([`crate::cgroups`]): the workload is already in
-//! it when it starts.
+//! seccomp; or, for Exec, joining the namespaces of a running container. The cgroup is the
+//! shim's side ([`crate::cgroups`]): the workload is already in it when it starts.
 
 pub mod cgroupfs;
+mod join;
 pub mod namespaces;
 pub mod options;
 mod process;
@@ -16,6 +17,7 @@ use std::path::Path;
 
 use oci_spec::runtime::Spec;
 
+pub use join::Joined;
 pub use namespaces::Entered;
 
 use crate::error::{Error, Result};
@@ -48,5 +50,19 @@ pub fn setup(spec: &Spec, rootfs: &Path, entered: &Entered) -> Result<()> {
     rootfs::setup(spec, rootfs, entered)?;
     process::system(spec, entered)?;
     rootfs::finish(spec)?;
+    process::drop_privileges(spec)
+}
+
+/// Exec, before the fork: open the namespaces of the container's `init` and join its PID
+/// namespace.
+pub fn prepare_join(init: u32) -> Result<Joined> {
+    join::prepare(init)
+}
+
+/// Exec, in the new process: join the container's other namespaces (its root and mounts
+/// last), then drop privileges as `spec`'s process (the exec's) says. The container's
+/// filesystem and system attributes are its init's, set up already.
+pub fn finish_join(joined: Joined, spec: &Spec) -> Result<()> {
+    join::finish(joined)?;
     process::drop_privileges(spec)
 }

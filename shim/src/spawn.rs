@@ -1,0 +1,171 @@
+//! Starting a workload process from this very binary ([`crate::workload`]) and talking to
+//! it until Start: the request, its `Spawned` and `Ready` answers, the start byte, and its
+//! standard streams. Used for a container's init and for each Exec alike; a failure on the
+//! way kills what was started.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::Mutex;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxResources;
+
+use crate::cgroups::Cgroup;
+use crate::error::{Error, Result};
+use crate::instance::StdioPaths;
+use crate::stdio::{self, StdioGuard};
+use crate::workload::{recv, send, Ready, Spawned, WorkloadRequest, START, WORKLOAD_ARG};
+
+/// Undoes a half-created workload (processes, cgroup) unless disarmed.
+pub struct Unwind<'a> {
+    pub pids: Vec<u32>,
+    pub cgroup: Option<&'a Cgroup>,
+}
+
+impl Drop for Unwind<'_> {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+        if let Some(cg) = self.cgroup {
+            if let Err(e) = cg.remove() {
+                log::warn!("{e}");
+            }
+        }
+    }
+}
+
+/// A workload process that has reported ready, waiting for Start.
+pub struct ReadyProcess {
+    pub control: Control,
+    /// The process started from this binary; it exits on its own once it has forked `pid`.
+    pub helper: u32,
+}
+
+/// Start a workload process from this binary in `cgroup` (after applying `resources` to
+/// it), send it `request` and wait until its module is ready or refused. On error none of
+/// its processes is left. `names` follow [`WORKLOAD_ARG`] on its command line, for `ps`
+/// (the task id and bundle first, so that a leaked process is found by them).
+pub fn spawn(
+    request: &WorkloadRequest,
+    names: &[&OsStr],
+    stdio: &StdioPaths,
+    cgroup: &Cgroup,
+    resources: Option<&LinuxResources>,
+) -> Result<ReadyProcess> {
+    let (child_io, io_guard) = stdio::open(stdio)?;
+    let (mut ctl, theirs) =
+        UnixStream::pair().map_err(Error::io("creating control socket for", &request.rootfs))?;
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("wasmlet-workload")
+        .arg(WORKLOAD_ARG)
+        .args(names)
+        .env_clear()
+        .current_dir("/")
+        .stdin(child_io.stdin)
+        .stdout(child_io.stdout)
+        .stderr(child_io.stderr);
+    crate::sys::workload_pre_exec(&mut cmd, theirs.as_raw_fd());
+    // The child is reaped by the shim's SIGCHLD handler, never through `Child`.
+    let child = cmd
+        .spawn()
+        .map_err(Error::io("starting workload process", "/proc/self/exe"))?;
+    drop(cmd);
+    drop(theirs);
+    let helper = child.id();
+    let mut unwind = Unwind {
+        pids: vec![helper],
+        cgroup: None,
+    };
+    // Into the cgroup before it does anything: the workload waits for its request.
+    cgroup.add(helper)?;
+    if let Some(resources) = resources {
+        cgroup.apply(resources)?;
+    }
+    let died = |detail: String| Error::WorkloadDied {
+        id: request.id.clone(),
+        detail,
+    };
+    send(&mut ctl, request).map_err(|e| died(format!(": {e}")))?;
+    let spawned: Spawned = recv(&ctl)
+        .map_err(|e| died(format!(": {e}")))?
+        .ok_or_else(|| died(String::new()))?;
+    let pid = spawned.pid;
+    unwind.pids.push(pid);
+    let ready: Ready = recv(&ctl)
+        .map_err(|e| died(format!(": {e}")))?
+        .ok_or_else(|| died(String::new()))?;
+    let module = &request.plan.entrypoint.guest_path;
+    for note in &ready.notes {
+        log::info!("{}: {module}: {note}", request.id);
+    }
+    if let Some(message) = ready.error {
+        return Err(Error::Prepare {
+            message,
+            invalid_input: ready.invalid_input,
+        });
+    }
+    unwind.pids.clear();
+    Ok(ReadyProcess {
+        control: Control {
+            pid,
+            ctl: Mutex::new(Some(ctl)),
+            io: Mutex::new(Some(io_guard)),
+        },
+        helper,
+    })
+}
+
+/// A ready workload process's control socket (Start) and standard streams.
+pub struct Control {
+    pub pid: u32,
+    ctl: Mutex<Option<UnixStream>>,
+    io: Mutex<Option<StdioGuard>>,
+}
+
+impl Control {
+    pub fn start(&self) -> Result<()> {
+        let mut ctl = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
+        let sock = ctl.as_mut().ok_or_else(|| Error::WorkloadDied {
+            id: self.pid.to_string(),
+            detail: ": already started".into(),
+        })?;
+        sock.write_all(&[START])
+            .map_err(Error::io("starting workload", format!("pid {}", self.pid)))?;
+        ctl.take();
+        Ok(())
+    }
+
+    pub fn close_stdin(&self) {
+        if let Some(io) = self.io.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            io.close_stdin();
+        }
+    }
+
+    /// Close the control socket (a workload not started yet then exits without running)
+    /// and the standard streams.
+    pub fn release(&self) {
+        self.ctl.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.io.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// Send `signal` to each of `targets`; one already gone is no error.
+pub fn signal_pids(targets: Vec<u32>, signal: i32) -> Result<()> {
+    let sig = Signal::try_from(signal).map_err(|_| Error::InvalidSignal {
+        signal: signal as u32,
+    })?;
+    for pid in targets {
+        match kill(Pid::from_raw(pid as i32), sig) {
+            // Gone already: its exit is on the way.
+            Ok(()) | Err(nix::Error::ESRCH) => {}
+            Err(e) => return Err(Error::sys(format!("sending {sig} to {pid}"))(e)),
+        }
+    }
+    Ok(())
+}
