@@ -1,7 +1,8 @@
 //! `make bench`: start-to-exit time of `ctr run --rm` and the memory of the shim process
 //! tree, for our Wasmtime shim with the hello example (and with the same static busybox run
 //! natively) against runc with a static busybox `echo` (the baseline), measured side by
-//! side in one invocation and reported as ratios; then requests/s of the `http-hello`
+//! side in one invocation and reported as ratios; `ctr task exec` into running containers
+//! against runc's; then requests/s of the `http-hello`
 //! component served by the shim against the same component under a bare `wasmtime serve`.
 
 use std::path::Path;
@@ -17,6 +18,7 @@ const NS: &str = "wasmlet-bench";
 const WASM_IMAGE: &str = "docker.io/wasmlet/hello:bench";
 const SLEEP_IMAGE: &str = "docker.io/wasmlet/sleep:bench";
 const BUSYBOX_IMAGE: &str = "docker.io/wasmlet/busybox:bench";
+const EXEC_IMAGE: &str = "docker.io/wasmlet/exec:bench";
 
 struct Runtime {
     name: &'static str,
@@ -109,6 +111,92 @@ fn big_module(ctd: &Containerd) {
         "  ratio later / first: {:.3}x",
         second.as_secs_f64() / first.as_secs_f64()
     );
+}
+
+/// `ctr task exec` of a short program into a running container, alternating: busybox
+/// `true` in runc's and in wasmlet's native busybox container, `hello.wasm` in a wasm
+/// container (the module's first exec compiles it into the cache; warm-up covers that).
+fn exec_latency(ctd: &Containerd, hello: &[u8]) {
+    let mut image = ImageSpec::new(EXEC_IMAGE)
+        .file("/app/sleep.wasm", wat("sleep"), 0o755)
+        .file("/app/hello.wasm", hello.to_vec(), 0o755);
+    image.entrypoint = vec!["/app/sleep.wasm".into()];
+    import_image(ctd, NS, &image);
+    let sleep: &[&str] = &["/bin/busybox", "sleep", "300"];
+    let truth: &[&str] = &["/bin/busybox", "true"];
+    type Target<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a [&'a str]);
+    let targets: [Target; 3] = [
+        (
+            "runc: busybox true",
+            RUNC.runtime,
+            BUSYBOX_IMAGE,
+            sleep,
+            truth,
+        ),
+        (
+            "wasmlet native: busybox true",
+            NATIVE.runtime,
+            BUSYBOX_IMAGE,
+            sleep,
+            truth,
+        ),
+        (
+            "wasmlet (wasmtime): hello.wasm",
+            OURS.runtime,
+            EXEC_IMAGE,
+            &[],
+            &["/app/hello.wasm"],
+        ),
+    ];
+    for (i, (_, runtime, image, args, _)) in targets.iter().enumerate() {
+        let id = format!("exec-{i}");
+        let mut cmd = vec!["run", "-d", "--runtime", *runtime, *image, &id];
+        cmd.extend_from_slice(args);
+        ctd.ctr(NS, &cmd).ok("ctr run -d");
+    }
+    let time_exec = |i: usize, exec_id: &str| {
+        let id = format!("exec-{i}");
+        let mut cmd = vec!["task", "exec", "--exec-id", exec_id, &id];
+        cmd.extend_from_slice(targets[i].4);
+        let start = Instant::now();
+        let out = ctd.ctr_timeout(NS, &cmd, None, Duration::from_secs(60));
+        let took = start.elapsed();
+        assert_eq!(out.code, Some(0), "exec into {id}: {}", out.stderr);
+        took
+    };
+    let mut times = vec![Vec::new(); targets.len()];
+    for round in 0..runs() + 2 {
+        for (i, t) in times.iter_mut().enumerate() {
+            let took = time_exec(i, &format!("x{round}"));
+            if round >= 2 {
+                t.push(took);
+            }
+        }
+    }
+    let baseline = median(times[0].clone());
+    println!(
+        "
+`ctr task exec` into a running container (ms)    median     p90   vs runc"
+    );
+    for (target, t) in targets.iter().zip(times) {
+        let m = median(t.clone());
+        println!(
+            "  {:<44} {:>7.1} {:>7.1}   {:.2}x",
+            target.0,
+            ms(m),
+            ms(percentile(t, 0.9)),
+            m.as_secs_f64() / baseline.as_secs_f64()
+        );
+    }
+    for i in 0..targets.len() {
+        let id = format!("exec-{i}");
+        ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", &id])
+            .ok("kill");
+        eventually(Duration::from_secs(10), || {
+            ctd.ctr(NS, &["task", "delete", &id]).code == Some(0)
+        });
+        ctd.ctr(NS, &["container", "rm", &id]).ok("rm");
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -267,6 +355,7 @@ fn main() {
         ms(first)
     );
 
+    exec_latency(&ctd, &std::fs::read(&module).unwrap());
     big_module(&ctd);
 
     let (ro, po, no) = idle_memory(&ctd, &OURS, SLEEP_IMAGE, &[]);
