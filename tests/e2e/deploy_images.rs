@@ -114,7 +114,18 @@ fn installs_and_uninstalls(ctd: &Containerd) {
         .join("etc/containerd/config.toml.wasmlet-backup");
     assert_eq!(std::fs::read_to_string(backup).unwrap(), original);
 
-    let out = installer(ctd, "installer-2", host.path(), &install);
+    // Under load, runc's shim in containerd 1.6 sometimes ends `ctr run` before the last
+    // lines of a quick container's output are copied (seen here 2 times in 20 loaded runs,
+    // with exit code 0 and only the first line): the install is idempotent, so ask again
+    // until its output is whole.
+    let mut out = installer(ctd, "installer-2", host.path(), &install);
+    for attempt in 0..3 {
+        if out.code != Some(0) || out.stdout_str().contains("install done") {
+            break;
+        }
+        let id = format!("installer-2-{attempt}");
+        out = installer(ctd, &id, host.path(), &install);
+    }
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout_str().contains("already up to date"), "{out:?}");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), installed);

@@ -203,12 +203,13 @@ fn wasm_and_native_containers_in_one_pod(engine_ctd: &Containerd) {
 
     let s = exited(&cri, &wasm);
     assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{s:?}");
-    let log = std::fs::read_to_string(logs.path().join("wasm.log")).unwrap_or_default();
     // CRI's log format, what `kubectl logs` reads: "<time> stdout F <line>".
-    assert!(
-        log.contains(" stdout F hello from wasm"),
-        "wasm.log: {log:?}"
-    );
+    let mut log = String::new();
+    let logged = eventually(Duration::from_secs(10), || {
+        log = std::fs::read_to_string(logs.path().join("wasm.log")).unwrap_or_default();
+        log.contains(" stdout F hello from wasm")
+    });
+    assert!(logged, "wasm.log: {log:?}");
     let s = exited(&cri, &failing);
     assert_eq!((s.exit_code, s.reason.as_str()), (42, "Error"), "{s:?}");
     let s = exited(&cri, &oom);
@@ -322,11 +323,13 @@ fn http_component_answers_at_the_pod_ip(engine_ctd: &Containerd) {
             (r.status, r.text()),
             (200, "Hallo from WebAssembly on wasmlet! (GET /)\n".into())
         );
-        let log = std::fs::read_to_string(logs.path().join("web.log")).unwrap_or_default();
-        assert!(
-            log.contains(" stderr F wasmlet: serving HTTP on http://0.0.0.0:8080/"),
-            "web.log: {log:?}"
-        );
+        // containerd copies the container's output into the log file on its own time.
+        let mut log = String::new();
+        let logged = eventually(Duration::from_secs(10), || {
+            log = std::fs::read_to_string(logs.path().join("web.log")).unwrap_or_default();
+            log.contains(" stderr F wasmlet: serving HTTP on http://0.0.0.0:8080/")
+        });
+        assert!(logged, "web.log: {log:?}");
         // SIGTERM drains and exits 0: the pod's container ends Completed, not killed.
         cri.stop(&web, 10).expect("StopContainer");
         let s = exited(&cri, &web);

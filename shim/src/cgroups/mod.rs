@@ -21,6 +21,9 @@ use oci_spec::runtime::{LinuxResources, Spec};
 
 use crate::error::{Error, Result};
 
+/// How long [`Cgroup::remove`] waits for killed processes to leave the cgroup.
+const REMOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub use metrics::{v1_metrics, v2_metrics};
 
 /// The cgroup path for a container: `linux.cgroupsPath` (expanded when it has the systemd
@@ -253,13 +256,23 @@ impl Cgroup {
         self.path.strip_prefix("/").unwrap_or(&self.path)
     }
 
-    /// Kill what is left in the cgroup and remove it from every hierarchy.
+    /// Kill what is left in the cgroup and remove it from every hierarchy. A killed process
+    /// stays in the cgroup until the kernel has torn it down, which for a workload that
+    /// reserved gigabytes of address space (Wasmtime's pooling allocator) on a busy host can
+    /// take longer than libcgroups' own retries (about 100 ms): keep asking for a while.
     pub fn remove(&self) -> Result<()> {
         // A frozen cgroup's processes cannot die; thaw first (harmless otherwise).
         let _ = self.freeze(false);
-        self.manager
-            .remove()
-            .map_err(cg_err(&self.path, "removing"))
+        let deadline = std::time::Instant::now() + REMOVE_WAIT;
+        loop {
+            match self.manager.remove() {
+                Ok(()) => return Ok(()),
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                Err(e) => return Err(cg_err(&self.path, "removing")(e)),
+            }
+        }
     }
 }
 
