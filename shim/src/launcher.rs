@@ -99,9 +99,9 @@ impl Launcher for ProcessLauncher {
             cgroup: Some(&cgroup),
         };
         let names = [req.id.as_ref(), req.bundle.as_os_str()];
-        let spawned = spawn(&request, &names, &req.stdio, &cgroup, resources.as_ref())?;
-        let (pid, helper) = (spawned.control.pid, spawned.helper);
-        unwind.pids = vec![helper, pid];
+        let control = spawn(&request, &names, &req.stdio, &cgroup, resources.as_ref())?;
+        let pid = control.pid;
+        unwind.pids = vec![control.helper, pid];
 
         let state_path = req.bundle.join(STATE_FILE);
         let state = WorkloadState {
@@ -123,9 +123,8 @@ impl Launcher for ProcessLauncher {
         unwind.cgroup = None;
         drop(unwind);
         Ok(Box::new(ProcessInstance {
-            control: spawned.control,
+            control,
             oom: Arc::default(),
-            helper: (helper != pid).then_some(helper),
             cgroup,
             state,
             state_path,
@@ -188,7 +187,6 @@ struct OomState {
 pub struct ProcessInstance {
     control: Control,
     oom: Arc<Mutex<OomState>>,
-    helper: Option<u32>,
     cgroup: Arc<Cgroup>,
     state: WorkloadState,
     state_path: PathBuf,
@@ -203,7 +201,7 @@ impl Instance for ProcessInstance {
     }
 
     fn helper_pid(&self) -> Option<u32> {
-        self.helper
+        Some(self.control.helper)
     }
 
     fn start(&self) -> Result<()> {
@@ -249,11 +247,8 @@ impl Instance for ProcessInstance {
             "exec".as_ref(),
             req.exec_id.as_ref(),
         ];
-        let spawned = spawn(&request, &names, &req.stdio, &self.cgroup, None)?;
-        Ok(Box::new(ExecInstance {
-            helper: (spawned.helper != spawned.control.pid).then_some(spawned.helper),
-            control: spawned.control,
-        }))
+        let control = spawn(&request, &names, &req.stdio, &self.cgroup, None)?;
+        Ok(Box::new(ExecInstance { control }))
     }
 
     fn out_of_memory(&self) -> bool {
@@ -337,7 +332,6 @@ pub fn cleanup_state(
 /// state belong to its init ([`ProcessInstance`]); this one owns only its process.
 struct ExecInstance {
     control: Control,
-    helper: Option<u32>,
 }
 
 impl Instance for ExecInstance {
@@ -346,7 +340,7 @@ impl Instance for ExecInstance {
     }
 
     fn helper_pid(&self) -> Option<u32> {
-        self.helper
+        Some(self.control.helper)
     }
 
     fn start(&self) -> Result<()> {

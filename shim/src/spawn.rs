@@ -40,13 +40,6 @@ impl Drop for Unwind<'_> {
     }
 }
 
-/// A workload process that has reported ready, waiting for Start.
-pub struct ReadyProcess {
-    pub control: Control,
-    /// The process started from this binary; it exits on its own once it has forked `pid`.
-    pub helper: u32,
-}
-
 /// Start a workload process from this binary in `cgroup` (after applying `resources` to
 /// it), send it `request` and wait until its module is ready or refused. On error none of
 /// its processes is left. `names` follow [`WORKLOAD_ARG`] on its command line, for `ps`
@@ -57,7 +50,7 @@ pub fn spawn(
     stdio: &StdioPaths,
     cgroup: &Cgroup,
     resources: Option<&LinuxResources>,
-) -> Result<ReadyProcess> {
+) -> Result<Control> {
     let (child_io, io_guard) = stdio::open(stdio)?;
     let (mut ctl, theirs) =
         UnixStream::pair().map_err(Error::io("creating control socket for", &request.rootfs))?;
@@ -111,19 +104,21 @@ pub fn spawn(
         });
     }
     unwind.pids.clear();
-    Ok(ReadyProcess {
-        control: Control {
-            pid,
-            ctl: Mutex::new(Some(ctl)),
-            io: Mutex::new(Some(io_guard)),
-        },
+    Ok(Control {
+        pid,
         helper,
+        ctl: Mutex::new(Some(ctl)),
+        io: Mutex::new(Some(io_guard)),
     })
 }
 
-/// A ready workload process's control socket (Start) and standard streams.
+/// A workload process that has reported ready: its pid, its control socket (Start) and
+/// its standard streams.
 pub struct Control {
     pub pid: u32,
+    /// The process started from this binary; it forked `pid` and exits on its own (a
+    /// refusal is an error, so on success the two always differ).
+    pub helper: u32,
     ctl: Mutex<Option<UnixStream>>,
     io: Mutex<Option<StdioGuard>>,
 }

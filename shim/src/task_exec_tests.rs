@@ -29,6 +29,15 @@ fn exec_req(id: &str, exec_id: &str, args: &[&str]) -> ExecProcessRequest {
     }
 }
 
+/// Start exec `exec_id` of task "a".
+fn exec_start(exec_id: &str) -> StartRequest {
+    StartRequest {
+        id: "a".into(),
+        exec_id: exec_id.into(),
+        ..Default::default()
+    }
+}
+
 fn exec_state(svc: &Service, id: &str, exec_id: &str) -> crate::error::Result<(ApiStatus, u32)> {
     svc.state(StateRequest {
         id: id.into(),
@@ -50,15 +59,7 @@ fn an_exec_runs_its_own_lifecycle_beside_the_init() {
     let init = started(&f.svc, "a");
     f.svc.exec(exec_req("a", "e1", &["ls", "-l"])).unwrap();
     assert_eq!(exec_state(&f.svc, "a", "e1").unwrap().0, ApiStatus::CREATED);
-    let pid = f
-        .svc
-        .start(StartRequest {
-            id: "a".into(),
-            exec_id: "e1".into(),
-            ..Default::default()
-        })
-        .unwrap()
-        .pid;
+    let pid = f.svc.start(exec_start("e1")).unwrap().pid;
     assert_eq!(pid, 2000);
     assert_eq!(exec_state(&f.svc, "a", "e1").unwrap().0, ApiStatus::RUNNING);
 
@@ -195,18 +196,8 @@ fn exec_refusals_name_their_cause() {
     // Starting an exec twice names the exec.
     let err = f
         .svc
-        .start(StartRequest {
-            id: "a".into(),
-            exec_id: "e".into(),
-            ..Default::default()
-        })
-        .and_then(|_| {
-            f.svc.start(StartRequest {
-                id: "a".into(),
-                exec_id: "e".into(),
-                ..Default::default()
-            })
-        })
+        .start(exec_start("e"))
+        .and_then(|_| f.svc.start(exec_start("e")))
         .unwrap_err();
     assert_eq!(err.code(), Code::FAILED_PRECONDITION);
     assert!(err.to_string().contains("\"a (exec e)\""), "{err}");
@@ -217,13 +208,7 @@ fn kill_reaches_only_the_exec_and_the_init_exit_ends_execs() {
     let f = fixture();
     let init = started(&f.svc, "a");
     f.svc.exec(exec_req("a", "e1", &["sleep", "9"])).unwrap();
-    f.svc
-        .start(StartRequest {
-            id: "a".into(),
-            exec_id: "e1".into(),
-            ..Default::default()
-        })
-        .unwrap();
+    f.svc.start(exec_start("e1")).unwrap();
     f.svc
         .kill(KillRequest {
             id: "a".into(),

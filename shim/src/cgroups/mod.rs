@@ -21,10 +21,10 @@ use oci_spec::runtime::{LinuxResources, Spec};
 
 use crate::error::{Error, Result};
 
+pub use metrics::{v1_metrics, v2_metrics};
+
 /// How long [`Cgroup::remove`] waits for killed processes to leave the cgroup.
 const REMOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-pub use metrics::{v1_metrics, v2_metrics};
 
 /// The cgroup path for a container: `linux.cgroupsPath` (expanded when it has the systemd
 /// form), or `/<namespace>/<id>` as containerd's own default spec says.
