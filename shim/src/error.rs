@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use containerd_shim::protos::ttrpc::{self, Code};
 
-use crate::state::{Op, Status};
+use crate::task::state::IllegalTransition;
 
 /// Everything that can go wrong in the shim or its workload process.
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +21,8 @@ pub enum Error {
     ExecExists { id: String, exec_id: String },
     #[error("task {id:?} already exists")]
     TaskExists { id: String },
-    #[error("cannot {op} task {id:?}: it is {from}")]
-    IllegalTransition { id: String, from: Status, op: Op },
+    #[error(transparent)]
+    IllegalTransition(#[from] IllegalTransition),
     #[error("process already finished")]
     ProcessFinished { id: String },
     #[error("{method} is not implemented by wasmlet yet")]
@@ -110,7 +110,7 @@ impl Error {
             // stopped", exactly as runc's shim answers.
             Error::ProcessFinished { .. } => Code::NOT_FOUND,
             Error::TaskExists { .. } | Error::ExecExists { .. } => Code::ALREADY_EXISTS,
-            Error::IllegalTransition { .. } => Code::FAILED_PRECONDITION,
+            Error::IllegalTransition(_) => Code::FAILED_PRECONDITION,
             Error::Unimplemented { .. } => Code::UNIMPLEMENTED,
             Error::TerminalUnsupported
             | Error::UnsupportedStdio { .. }
@@ -145,6 +145,7 @@ impl From<Error> for ttrpc::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task::state::{Op, Status};
 
     fn code_of(e: Error) -> Code {
         match ttrpc::Error::from(e) {
@@ -175,11 +176,11 @@ mod tests {
                 Code::ALREADY_EXISTS,
             ),
             (
-                Error::IllegalTransition {
+                Error::IllegalTransition(IllegalTransition {
                     id: id(),
                     from: Status::Running,
                     op: Op::Delete,
-                },
+                }),
                 Code::FAILED_PRECONDITION,
             ),
             (
@@ -298,11 +299,11 @@ mod tests {
 
     #[test]
     fn status_message_is_the_display_text() {
-        let e = Error::IllegalTransition {
+        let e = Error::IllegalTransition(IllegalTransition {
             id: "c1".into(),
             from: Status::Running,
             op: Op::Delete,
-        };
+        });
         match ttrpc::Error::from(e) {
             ttrpc::Error::RpcStatus(s) => {
                 assert_eq!(s.message(), "cannot delete task \"c1\": it is running")

@@ -1,32 +1,29 @@
 //! wasmlet: a containerd shim v2 that runs WebAssembly (WASI) workloads.
 //!
-//! containerd starts the shim binary for a task; the daemon serves the Task API over ttrpc
-//! ([`service`] -> [`task`]), and each workload runs in a process of its own ([`workload`])
-//! started by [`launcher`] (through [`spawn`]) from the same binary, isolated as a Linux container
-//! ([`isolation`], [`cgroups`]), with an [`engine`] behind a small trait.
+//! The folders follow what each part owns:
+//! - [`shim`]: the binary's containerd-facing entry: its command line, `start`, `delete`,
+//!   `-info`, and the daemon's wiring.
+//! - [`task`]: the Task API as plain functions ([`task::TaskService`]) behind a thin ttrpc
+//!   adapter, with its state machine and event sink.
+//! - [`workload`]: the process of each container's init or exec, started from this very
+//!   binary, with its standard streams and rootfs mount.
+//! - [`isolation`] and [`cgroups`]: the Linux container around each workload.
+//! - [`engine`]: the WebAssembly engines behind one trait.
+//! - [`image`]: wasm layers from containerd's content store and the compile cache.
+//! - [`http`]: HTTP applications served inside the container.
 //!
 //! `unsafe` is denied crate-wide; [`sys`] and the engine files (for loading compiled
 //! artifacts from the cache) are the only exceptions, each block with a `SAFETY:` comment.
 #![deny(unsafe_code)]
 
-pub mod cache;
 pub mod cgroups;
-pub mod cli;
 #[allow(unsafe_code)]
 pub mod engine;
 pub mod error;
-pub mod events;
-pub mod http_server;
-pub mod instance;
+pub mod http;
+pub mod image;
 pub mod isolation;
-pub mod launcher;
-pub mod layers;
-pub mod mount;
-pub mod service;
 pub mod shim;
-pub mod spawn;
-pub mod state;
-pub mod stdio;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod task;

@@ -2,7 +2,7 @@
 //! (built with the `wasmedge` cargo feature).
 
 fn main() {
-    wasmlet_shim::cli::main::<wasmlet_shim::engine::wasmedge::WasmEdge>(
+    wasmlet_shim::shim::cli::main::<wasmlet_shim::engine::wasmedge::WasmEdge>(
         "io.containerd.wasmedge.v1",
     );
 }

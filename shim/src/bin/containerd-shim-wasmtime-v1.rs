@@ -1,7 +1,7 @@
 //! `containerd-shim-wasmtime-v1`: runtime `io.containerd.wasmtime.v1`, engine Wasmtime.
 
 fn main() {
-    wasmlet_shim::cli::main::<wasmlet_shim::engine::wasmtime::Wasmtime>(
+    wasmlet_shim::shim::cli::main::<wasmlet_shim::engine::wasmtime::Wasmtime>(
         "io.containerd.wasmtime.v1",
     );
 }

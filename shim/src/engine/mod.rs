@@ -9,8 +9,8 @@
 
 use wasmlet_oci::WasiPlan;
 
-use crate::cache::ModuleCache;
 use crate::error::Result;
+use crate::image::cache::ModuleCache;
 
 #[cfg(feature = "wasmedge")]
 pub mod wasmedge;

@@ -19,8 +19,8 @@ use wasmedge_sdk::{Compiler, ExternalInstanceType, Module, Store, Vm};
 use wasmlet_oci::{WasiPlan, WasmKind};
 
 use super::{Engine, Exit, Loaded, Prepared, TRAP_EXIT_CODE};
-use crate::cache::ModuleCache;
 use crate::error::{Error, Result};
+use crate::image::cache::ModuleCache;
 
 /// WasmEdge, interpreter or AOT as the installed library allows.
 pub struct WasmEdge {

@@ -141,7 +141,7 @@ fn bind(source: &Path, target: &Path, flags: MsFlags) -> Result<()> {
     if keep.is_empty() {
         return Ok(());
     }
-    super::rootfs::remount(target, keep)
+    super::mountpoint::remount(target, keep)
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! shim's side ([`crate::cgroups`]): the workload is already in it when it starts.
 
 pub mod cgroupfs;
+mod devices;
 mod join;
+mod mountpoint;
 pub mod namespaces;
 pub mod options;
 mod process;

@@ -3,29 +3,17 @@
 //! pivot_root, then masked and read-only paths and a read-only root.
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-use nix::unistd::{chdir, chown, pivot_root, Gid, Uid};
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
-use wasmlet_oci::rootfs::resolve;
+use nix::unistd::{chdir, pivot_root};
+use oci_spec::runtime::{Mount, Spec};
 
+use super::mountpoint::{create_target, inside, remount};
 use super::namespaces::Entered;
 use super::options::{rootfs_propagation, MountOptions};
-use super::{cgroupfs, failed};
+use super::{cgroupfs, devices, failed};
 use crate::error::{Error, Result};
-
-/// Devices every container gets when its `/dev` is not the host's (runc's list).
-const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
-    ("/dev/null", 1, 3),
-    ("/dev/zero", 1, 5),
-    ("/dev/full", 1, 7),
-    ("/dev/random", 1, 8),
-    ("/dev/urandom", 1, 9),
-    ("/dev/tty", 5, 0),
-];
 
 /// Build the container's filesystem from `spec` at `rootfs` and pivot into it. Afterwards
 /// `/` is the container's root; [`finish`] completes it.
@@ -59,18 +47,7 @@ pub fn setup(spec: &Spec, rootfs: &Path, entered: &Entered) -> Result<()> {
             .bind;
         }
     }
-    if own_dev {
-        for (path, major, minor) in DEFAULT_DEVICES {
-            make_device(rootfs, path, SFlag::S_IFCHR, major, minor, 0o666, 0, 0)?;
-        }
-        dev_symlinks(rootfs)?;
-    }
-    for dev in linux
-        .and_then(|l| l.devices().as_deref())
-        .unwrap_or_default()
-    {
-        spec_device(rootfs, dev)?;
-    }
+    devices::populate(spec, rootfs, own_dev)?;
 
     pivot(rootfs)
 }
@@ -115,11 +92,6 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Where `destination` lands inside `rootfs`, symlinks resolved without leaving it.
-fn inside(rootfs: &Path, destination: &str) -> Result<PathBuf> {
-    Ok(resolve(rootfs, destination)?)
 }
 
 fn mount_one(rootfs: &Path, m: &Mount, entered: &Entered) -> Result<()> {
@@ -205,151 +177,6 @@ fn mount_one(rootfs: &Path, m: &Mount, entered: &Entered) -> Result<()> {
             None::<&str>,
         )
         .map_err(failed("setting propagation of", &destination))?;
-    }
-    Ok(())
-}
-
-/// Create a mount target: a directory, or an empty file for a file bind mount.
-fn create_target(dest: &Path, dir: bool) -> Result<()> {
-    if dir {
-        fs::create_dir_all(dest).map_err(Error::io("creating mount point", dest))
-    } else {
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(Error::io("creating mount point", parent))?;
-        }
-        if !dest.exists() {
-            fs::File::create(dest).map_err(Error::io("creating mount point", dest))?;
-        }
-        Ok(())
-    }
-}
-
-/// Remount `path` (already a mount) with `flags` added, keeping the flags it has.
-pub(super) fn remount(path: impl AsRef<Path>, flags: MsFlags) -> Result<()> {
-    let path = path.as_ref();
-    let current = nix::sys::statvfs::statvfs(path)
-        .map(|s| statvfs_flags(s.flags()))
-        .unwrap_or_else(|_| MsFlags::empty());
-    mount(
-        None::<&str>,
-        path,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | current | flags,
-        None::<&str>,
-    )
-    .map_err(failed("remounting", path))
-}
-
-/// The per-mount flags that a bind remount must repeat (the kernel refuses to clear
-/// locked ones).
-fn statvfs_flags(f: nix::sys::statvfs::FsFlags) -> MsFlags {
-    use nix::sys::statvfs::FsFlags;
-    let mut out = MsFlags::empty();
-    for (from, to) in [
-        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-    ] {
-        if f.contains(from) {
-            out |= to;
-        }
-    }
-    out
-}
-
-#[allow(clippy::too_many_arguments)]
-fn make_device(
-    rootfs: &Path,
-    path: &str,
-    kind: SFlag,
-    major: u64,
-    minor: u64,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-) -> Result<()> {
-    let dest = inside(rootfs, path)?;
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(Error::io("creating device directory", parent))?;
-    }
-    let _ = fs::remove_file(&dest);
-    match mknod(
-        &dest,
-        kind,
-        Mode::from_bits_truncate(mode),
-        makedev(major, minor),
-    ) {
-        Ok(()) => {
-            // mknod honours the umask; the spec's mode is exact.
-            fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o7777))
-                .map_err(Error::io("setting the mode of", &dest))?;
-            chown(&dest, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-                .map_err(failed("chowning device", path))
-        }
-        // Not allowed to create device nodes: bind the host's, as runc does.
-        Err(nix::Error::EPERM) if Path::new(path).exists() => {
-            create_target(&dest, false)?;
-            mount(
-                Some(path),
-                &dest,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(failed("binding device", path))
-        }
-        Err(e) => Err(failed("creating device", path)(e)),
-    }
-}
-
-fn spec_device(rootfs: &Path, dev: &LinuxDevice) -> Result<()> {
-    let kind = match dev.typ() {
-        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
-        LinuxDeviceType::B => SFlag::S_IFBLK,
-        LinuxDeviceType::P => SFlag::S_IFIFO,
-        LinuxDeviceType::A => {
-            return Err(Error::SpecInvalid {
-                field: "linux.devices".into(),
-                message: format!(
-                    "device {} has type \"a\", which only cgroup rules use",
-                    dev.path().display()
-                ),
-            })
-        }
-    };
-    make_device(
-        rootfs,
-        &dev.path().to_string_lossy(),
-        kind,
-        dev.major() as u64,
-        dev.minor() as u64,
-        dev.file_mode().unwrap_or(0o666),
-        dev.uid().unwrap_or(0),
-        dev.gid().unwrap_or(0),
-    )
-}
-
-fn dev_symlinks(rootfs: &Path) -> Result<()> {
-    let mut links = vec![
-        ("/proc/self/fd", "/dev/fd"),
-        ("/proc/self/fd/0", "/dev/stdin"),
-        ("/proc/self/fd/1", "/dev/stdout"),
-        ("/proc/self/fd/2", "/dev/stderr"),
-        ("/proc/kcore", "/dev/core"),
-    ];
-    if inside(rootfs, "/dev/pts")?.is_dir() {
-        links.push(("pts/ptmx", "/dev/ptmx"));
-    }
-    for (target, link) in links {
-        let at = inside(rootfs, link)?;
-        if fs::symlink_metadata(&at).is_ok() {
-            continue;
-        }
-        symlink(target, &at).map_err(Error::io("creating symlink", &at))?;
     }
     Ok(())
 }

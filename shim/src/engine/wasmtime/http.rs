@@ -1,6 +1,6 @@
 //! `wasi:http/proxy` components under Wasmtime: the engine flavour (pooling allocator, epoch
 //! interruption), the listener bound during Create, and the handler that
-//! [`crate::http_server`] calls for each request: a fresh instance from the pool, busy
+//! [`crate::http::server`] calls for each request: a fresh instance from the pool, busy
 //! instances yielding every [`YIELD_EVERY`], a request dropped before its answer cancelled.
 
 use std::net::TcpListener;
@@ -16,7 +16,7 @@ use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 use super::{engine_err, Flavour, P2Ctx};
 use crate::engine::Exit;
 use crate::error::Result;
-use crate::http_server::{Failure, Handler, Slot};
+use crate::http::server::{Failure, Handler, Slot};
 use hyper::StatusCode;
 
 /// How often an HTTP instance that computes without waiting yields its thread to other
@@ -32,7 +32,7 @@ pub(super) fn flavour() -> Result<Flavour> {
     // One slot per request served at once. A component holds several core instances and
     // tables (its module plus the shims `wit-component` adds) but usually one memory;
     // unused slots cost address space only.
-    let requests = crate::http_server::MAX_CONCURRENT_REQUESTS as u32;
+    let requests = crate::http::server::MAX_CONCURRENT_REQUESTS as u32;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(requests)
         .total_core_instances(4 * requests)
@@ -60,7 +60,7 @@ pub(super) fn prepare(
     plan: &WasiPlan,
 ) -> Result<(ProxyHandler, TcpListener)> {
     P2Ctx::new(plan)?;
-    let listener = crate::http_server::bind(plan.http_listen)?;
+    let listener = crate::http::server::bind(plan.http_listen)?;
     let handler = ProxyHandler {
         pre,
         plan: Arc::new(plan.clone()),
@@ -75,7 +75,7 @@ pub(super) fn serve(handler: ProxyHandler, listener: TcpListener) -> Exit {
         std::thread::sleep(YIELD_EVERY);
         engine.increment_epoch();
     });
-    Exit::code(crate::http_server::serve(listener, handler))
+    Exit::code(crate::http::server::serve(listener, handler))
 }
 
 impl WasiHttpView for P2Ctx {

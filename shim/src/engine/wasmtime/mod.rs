@@ -1,5 +1,5 @@
 //! The Wasmtime engine: WASI preview 1 core modules, preview 2 components
-//! (`wasi:cli/run`), and `wasi:http/proxy` components ([`http`]). This module (this file
+//! (`wasi:cli/run`), and `wasi:http/proxy` components (`http`). This module (this file
 //! and its `http` child) is the only place that imports `wasmtime`, `wasmtime-wasi` and
 //! `wasmtime-wasi-http`.
 
@@ -25,8 +25,8 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use http::ProxyHandler;
 
 use super::{Engine, Exit, Loaded, Prepared, TRAP_EXIT_CODE};
-use crate::cache::{FingerprintHasher, ModuleCache};
 use crate::error::{Error, Result};
+use crate::image::cache::{FingerprintHasher, ModuleCache};
 
 /// Wasmtime: the default (Cranelift) configuration for modules and commands, a second one
 /// with the pooling allocator for `wasi:http/proxy` components; each engine is created on

@@ -1,6 +1,6 @@
 //! The seam between the task service and a running workload. The service only ever talks
 //! to a [`Launcher`] and the [`Instance`]s it returns, so its logic can be tested with a stub;
-//! [`crate::launcher::ProcessLauncher`] is the real one.
+//! [`crate::workload::launcher::ProcessLauncher`] is the real one.
 
 use std::path::PathBuf;
 

@@ -15,11 +15,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
+use super::protocol::{recv, send, Ready, Spawned, WorkloadRequest, START, WORKLOAD_ARG};
+use super::stdio::{self, StdioGuard};
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
-use crate::instance::StdioPaths;
-use crate::stdio::{self, StdioGuard};
-use crate::workload::{recv, send, Ready, Spawned, WorkloadRequest, START, WORKLOAD_ARG};
+use crate::task::instance::StdioPaths;
 
 /// Undoes a half-created workload (processes, cgroup) unless disarmed.
 pub struct Unwind<'a> {

@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use containerd_shim::api::{
-    PauseRequest, PidsRequest, ResumeRequest, StatsRequest, Status as ApiStatus, UpdateTaskRequest,
+    CloseIORequest, ConnectRequest, CreateTaskRequest, DeleteRequest, KillRequest, PauseRequest,
+    PidsRequest, ResumeRequest, ShutdownRequest, StartRequest, StateRequest, StateResponse,
+    StatsRequest, Status as ApiStatus, UpdateTaskRequest, WaitRequest,
 };
 use containerd_shim::protos::events::task::{TaskDelete, TaskExit};
 use containerd_shim::protos::protobuf::MessageDyn;
@@ -13,8 +15,10 @@ use containerd_shim::protos::ttrpc::Code;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use oci_spec::runtime::LinuxResources;
 
+use super::instance::LaunchRequest;
 use super::*;
-use crate::events::MemorySink;
+use crate::error::Error;
+use crate::task::events::MemorySink;
 
 /// Records what the service asked of its workloads.
 #[derive(Default)]
@@ -85,7 +89,7 @@ impl Instance for StubInstance {
         self.journal.calls.lock().unwrap().push(msg);
         Ok(())
     }
-    fn exec(&self, req: &crate::instance::ExecRequest) -> Result<Box<dyn Instance>> {
+    fn exec(&self, req: &crate::task::instance::ExecRequest) -> Result<Box<dyn Instance>> {
         let pid = 2000 + self.journal.next_exec.fetch_add(1, Ordering::SeqCst);
         let args = req.process.args().clone().unwrap_or_default().join(" ");
         let msg = format!("exec {} {} as {pid}: {args}", self.pid, req.exec_id);
@@ -166,7 +170,7 @@ pub(super) fn create(svc: &Service, id: &str) -> Result<u32> {
     .map(|r| r.pid)
 }
 
-pub(super) fn as_message(e: &crate::events::BoxedEvent) -> &dyn MessageDyn {
+pub(super) fn as_message(e: &crate::task::events::BoxedEvent) -> &dyn MessageDyn {
     &**e
 }
 

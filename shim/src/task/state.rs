@@ -1,12 +1,20 @@
 //! The task lifecycle as an explicit state machine. Every change of a task's status goes
 //! through [`Status::apply`]; an operation that the current status does not allow is an
-//! [`Error::IllegalTransition`] naming both.
+//! [`IllegalTransition`] naming both (carried by the crate's error as
+//! `Error::IllegalTransition`).
 
 use std::fmt;
 
 use containerd_shim::protos::api::Status as ApiStatus;
 
-use crate::error::Error;
+/// An operation the task's status does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {op} task {id:?}: it is {from}")]
+pub struct IllegalTransition {
+    pub id: String,
+    pub from: Status,
+    pub op: Op,
+}
 
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +43,7 @@ pub enum Op {
 
 impl Status {
     /// The status after `op`, or the error that names both.
-    pub fn apply(self, op: Op, id: &str) -> Result<Status, Error> {
+    pub fn apply(self, op: Op, id: &str) -> Result<Status, IllegalTransition> {
         use Op::*;
         use Status::*;
         let next = match (self, op) {
@@ -46,7 +54,7 @@ impl Status {
             (Created | Running | Paused, Exit) => Stopped,
             (Created | Stopped, Delete) => Deleted,
             (from, op) => {
-                return Err(Error::IllegalTransition {
+                return Err(IllegalTransition {
                     id: id.to_string(),
                     from,
                     op,
@@ -128,7 +136,7 @@ mod tests {
                     .map(|(_, _, to)| *to);
                 match (from.apply(op, "c"), want) {
                     (Ok(got), Some(to)) => assert_eq!(got, to, "{from} {op}"),
-                    (Err(Error::IllegalTransition { from: f, op: o, .. }), None) => {
+                    (Err(IllegalTransition { from: f, op: o, .. }), None) => {
                         assert_eq!((f, o), (from, op))
                     }
                     (got, want) => panic!("{from} {op}: got {got:?}, want {want:?}"),

@@ -13,9 +13,9 @@ use containerd_shim::api::{
 use containerd_shim::protos::ttrpc;
 use containerd_shim::{Task, TtrpcContext};
 
-use crate::events::RemoteSink;
-use crate::launcher::ProcessLauncher;
+use crate::task::events::RemoteSink;
 use crate::task::TaskService;
+use crate::workload::launcher::ProcessLauncher;
 
 type Service = TaskService<ProcessLauncher, RemoteSink>;
 type Reply<T> = ttrpc::Result<T>;

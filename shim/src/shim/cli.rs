@@ -1,8 +1,8 @@
 //! What the binary does with its command line: be a workload process, print its version,
 //! or hand over to containerd-shim's `start` / `delete` / daemon handling.
 
+use super::WasmletShim;
 use crate::engine::Engine;
-use crate::shim::WasmletShim;
 use crate::workload::{self, WORKLOAD_ARG};
 
 /// `main` of a shim binary for engine `E`, serving runtime `runtime_id`.

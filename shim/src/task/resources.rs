@@ -1,5 +1,5 @@
 //! The cgroup-backed part of the Task API: Pids, Pause and Resume (with their events),
-//! Stats and Update. Each goes through the task's [`crate::instance::Instance`].
+//! Stats and Update. Each goes through the task's [`crate::task::instance::Instance`].
 
 use containerd_shim::api::{
     PauseRequest, PidsRequest, PidsResponse, ResumeRequest, StatsRequest, StatsResponse,
@@ -12,9 +12,9 @@ use oci_spec::runtime::LinuxResources;
 
 use super::TaskService;
 use crate::error::{Error, Result};
-use crate::events::{BoxedEvent, EventSink};
-use crate::instance::Launcher;
-use crate::state::{Op, Status};
+use crate::task::events::{BoxedEvent, EventSink};
+use crate::task::instance::Launcher;
+use crate::task::state::{Op, Status};
 
 impl<L: Launcher, S: EventSink> TaskService<L, S> {
     /// Pids: every process of the workload.

@@ -12,9 +12,9 @@ use oci_spec::runtime::Process;
 
 use super::{label, Proc, TaskService};
 use crate::error::{Error, Result};
-use crate::events::EventSink;
-use crate::instance::{ExecRequest, Instance, Launcher, StdioPaths};
-use crate::state::{Op, Status};
+use crate::task::events::EventSink;
+use crate::task::instance::{ExecRequest, Instance, Launcher, StdioPaths};
+use crate::task::state::{Op, Status};
 
 /// The exec's process from containerd's request: the runtime spec's `process` as JSON.
 pub fn parse_process(req: &ExecProcessRequest) -> Result<Process> {
@@ -83,7 +83,7 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         };
         // The container may have stopped meanwhile; its exit killed nothing of this one yet.
         if let Err(e) = task.init.status.apply(Op::Exec, &req.id) {
-            return abandon(e);
+            return abandon(e.into());
         }
         let Entry::Vacant(slot) = task.execs.entry(req.exec_id.clone()) else {
             return abandon(Error::ExecExists {
@@ -112,5 +112,5 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
 }
 
 #[cfg(test)]
-#[path = "task_exec_tests.rs"]
+#[path = "exec_tests.rs"]
 mod tests;

@@ -1,5 +1,6 @@
-//! The containerd side of the binary: `start` (spawn or reuse the shim daemon for a pod),
-//! `delete` (clean up after a shim that died), and the daemon's task service wiring.
+//! The containerd side of the binary: its command line ([`cli`]), `start` (spawn or reuse
+//! the shim daemon for a pod), `delete` (clean up after a shim that died), and the daemon's
+//! task service wiring.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,11 +11,13 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::synchronous::util::write_address;
 use containerd_shim::{ExitSignal, Flags, StartOpts};
 
-use crate::cache::ModuleCache;
-use crate::events::RemoteSink;
-use crate::launcher::{cleanup_state, WorkloadState, STATE_FILE};
-use crate::service::TaskAdapter;
+pub mod cli;
+
+use crate::image::cache::ModuleCache;
+use crate::task::adapter::TaskAdapter;
+use crate::task::events::RemoteSink;
 use crate::task::TaskService;
+use crate::workload::launcher::{cleanup_state, WorkloadState, STATE_FILE};
 
 /// Annotation CRI puts on every container of a pod: the pod's shim is shared.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
@@ -99,8 +102,8 @@ impl containerd_shim::Shim for WasmletShim {
         }
         // A rootfs the shim mounted but had not yet recorded (it died inside Create).
         let rootfs = self.bundle.join("rootfs");
-        if crate::mount::is_mount_point(&rootfs) {
-            if let Err(e) = crate::mount::unmount(&rootfs) {
+        if crate::workload::rootfs_mount::is_mount_point(&rootfs) {
+            if let Err(e) = crate::workload::rootfs_mount::unmount(&rootfs) {
                 log::error!("delete: {e}");
                 first_error.get_or_insert(e);
             }
@@ -135,7 +138,7 @@ impl containerd_shim::Shim for WasmletShim {
         let sink = RemoteSink::new(publisher, self.namespace.clone());
         let flusher = sink.clone();
         let service = Arc::new(TaskService::new(
-            crate::launcher::ProcessLauncher {
+            crate::workload::launcher::ProcessLauncher {
                 cache_root: ModuleCache::root_from_env(),
                 cache_max_bytes: ModuleCache::max_bytes_from_env(),
                 containerd_address: PathBuf::from(self.address.trim_start_matches("unix://")),

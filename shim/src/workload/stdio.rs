@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::instance::StdioPaths;
+use crate::task::instance::StdioPaths;
 
 /// The three descriptors the workload process receives.
 pub struct ChildStdio {

@@ -11,13 +11,13 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
+use super::protocol::WorkloadRequest;
+use super::rootfs_mount::{unmount, Mounted};
+use super::spawn::{signal_pids, spawn, Control, Unwind};
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
-use crate::instance::{ExecRequest, Instance, LaunchRequest, Launcher};
-use crate::layers::{choose, ImageLayers};
-use crate::mount::{unmount, Mounted};
-use crate::spawn::{signal_pids, spawn, Control, Unwind};
-use crate::workload::WorkloadRequest;
+use crate::image::layers::{choose, ImageLayers};
+use crate::task::instance::{ExecRequest, Instance, LaunchRequest, Launcher};
 
 /// File in the bundle that lets the `delete` subcommand clean up after a dead shim.
 pub const STATE_FILE: &str = "wasmlet-state.json";

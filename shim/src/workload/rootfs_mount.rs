@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{umount2, MntFlags};
 
 use crate::error::{Error, Result};
-use crate::instance::RootfsMount;
+use crate::task::instance::RootfsMount;
 
 /// A mounted rootfs; unmounted on drop unless [`Mounted::keep`] hands it on.
 pub struct Mounted {

@@ -1,0 +1,4 @@
+//! HTTP applications served by the shim inside their container: the engine-agnostic
+//! server ([`server`]) in front of an engine's per-request handler.
+
+pub mod server;
