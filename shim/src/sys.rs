@@ -1,6 +1,7 @@
 //! Every `unsafe` block of the shim outside the engine files lives here, each with its
 //! `SAFETY:` argument: the pre-exec hook of the workload process, the adoption of its
-//! control socket, the fork into the container's init, and signal dispositions and masks.
+//! control socket, the fork into the container's init, exiting without exit handlers, and
+//! signal dispositions and masks.
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -70,6 +71,13 @@ pub fn fork() -> std::io::Result<Forked> {
         Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
         Err(e) => Err(e.into()),
     }
+}
+
+/// End this process at once with `code`, running no exit handlers (see the caller for why).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit only ends the process; skipping exit handlers and destructors is the
+    // point, and the caller has flushed what it needs written.
+    unsafe { libc::_exit(code) }
 }
 
 /// Signals whose default action ends a process.

@@ -60,6 +60,9 @@ impl Engine for WasmEdge {
     type Loaded = WasmEdgePrepared;
 
     fn new() -> Result<Self> {
+        // WasmEdge logs to the process's stdout, which is the container's: only errors (a
+        // trap's message), never the AOT compiler's progress lines.
+        wasmedge_sdk::LogManager::log_error_info();
         // An interpreter-only library (built without LLVM) has the compiler's entry points
         // but cannot create one: that is the detection.
         Ok(WasmEdge {
@@ -142,7 +145,12 @@ impl WasmEdge {
                     .map_err(|e| invalid(plan, e))?;
                 std::fs::read(&out).map_err(Error::io("reading the AOT artifact", out))
             },
-            |p| Module::from_file(config, p).map_err(|e| Error::Engine(e.to_string())),
+            // The SDK's from_file insists on a `.wasm`/`.so` name; the entry is universal
+            // wasm (the module with its native code in a custom section): read its bytes.
+            |p| {
+                let bytes = std::fs::read(p).map_err(Error::io("reading", p))?;
+                Module::from_bytes(config, bytes).map_err(|e| Error::Engine(e.to_string()))
+            },
             |b| Module::from_bytes(config, b).map_err(|e| Error::Engine(e.to_string())),
         )?;
         Ok(module)

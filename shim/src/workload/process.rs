@@ -52,7 +52,11 @@ pub fn main<E: Engine>() -> ! {
     };
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    std::process::exit(code)
+    // No exit handlers: the container's init is a fork of a process whose other threads
+    // (an engine's compiler pool) are gone in it, and a library's handler that waits on
+    // them never returns (LLVM's thread pool, in WasmEdge's AOT compiler: the init hung in
+    // exit after the module had finished). Everything to keep is written by now.
+    crate::sys::exit_now(code)
 }
 
 /// What the container's init runs after Start.
