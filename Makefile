@@ -8,18 +8,32 @@
 #   make install  install the shims into $(PREFIX)/bin (ENGINES="wasmtime wasmedge")
 
 PREFIX   ?= /usr/local
-ENGINES  ?= wasmtime
 CARGO    ?= cargo
-APT_PACKAGES := containerd runc protobuf-compiler pkg-config libseccomp-dev busybox-static \
-	containernetworking-plugins iproute2 \
-	$(if $(filter wasmedge,$(ENGINES)),libclang-dev,)
-WASM_TARGETS := wasm32-wasip1 wasm32-wasip2
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+# Tools no package registry here offers (containerd 2.3.4, cri-tools, WasmEdge), when the
+# ../shared folder is beside the project; `make shared` unpacks them under the target dir.
+SHARED     ?= $(abspath $(CURDIR)/../shared)
+SHARED_OUT := $(TARGET_DIR)/shared
+SHARED_TARBALLS := $(wildcard $(SHARED)/containerd/containerd-2.3.4-linux-amd64.tar.xz \
+	$(SHARED)/cri-tools/cri-tools-1.36.0-linux-amd64.tar.xz \
+	$(SHARED)/wasmedge/wasmedge-0.17.1-debian12-x86_64.tar.xz)
+SHARED_WASMEDGE := $(if $(filter %wasmedge-0.17.1-debian12-x86_64.tar.xz,$(SHARED_TARBALLS)),$(SHARED_OUT)/wasmedge-0.17.1,)
+# Both engines when ../shared brings libwasmedge (or WASMEDGE_DIR names one), else Wasmtime.
+ENGINES  ?= wasmtime $(if $(or $(SHARED_WASMEDGE),$(WASMEDGE_DIR)),wasmedge,)
+ifneq ($(filter wasmedge,$(ENGINES)),)
+ifeq ($(WASMEDGE_DIR),)
+export WASMEDGE_DIR := $(SHARED_WASMEDGE)
+endif
+endif
+APT_PACKAGES := containerd runc protobuf-compiler pkg-config libseccomp-dev busybox-static \
+	containernetworking-plugins iproute2 gcc xz-utils \
+	$(if $(filter wasmedge,$(ENGINES)),libclang-dev libllvm15 libspdlog1.10 libfmt9,)
+WASM_TARGETS := wasm32-wasip1 wasm32-wasip2
 SHIM_FEATURES := $(if $(filter wasmedge,$(ENGINES)),--features wasmlet-shim/wasmedge,)
 # The pause process of the locally built sandbox image: static, for this host.
 HOST_TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 
-.PHONY: all deps build examples test unit e2e demo bench install uninstall lint fmt clean kind-e2e installer-image
+.PHONY: all deps shared build examples test unit e2e demo bench install uninstall lint fmt clean kind-e2e installer-image
 
 all: build
 
@@ -34,7 +48,14 @@ deps:
 	@installed="$$(rustup target list --installed)"; for t in $(WASM_TARGETS); do \
 		echo "$$installed" | grep -qx $$t || rustup target add $$t; done
 
-build:
+# Unpack what ../shared holds (once each); nothing when it is absent.
+shared:
+	@mkdir -p $(SHARED_OUT); for t in $(SHARED_TARBALLS); do \
+		stamp=$(SHARED_OUT)/.$$(basename $$t).unpacked; \
+		[ -e $$stamp ] || { echo "unpacking $$t"; tar -xJf $$t -C $(SHARED_OUT) && touch $$stamp; } || exit 1; \
+	done
+
+build: shared
 	$(CARGO) build --release -p wasmlet-shim $(SHIM_FEATURES)
 	$(CARGO) build --release -p wasmlet-oci -p wasmlet-tests --bins
 

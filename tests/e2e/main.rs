@@ -1,9 +1,10 @@
-//! End-to-end tests: Debian's containerd on private paths, the release-built shims on its
-//! PATH, driven with `ctr` exactly as a user would. Needs root; run with `make test`.
-//! The suite runs once per engine (`wasmtime::...`, `wasmedge::...`), each against a
-//! containerd of its own; where an engine cannot do something, the test says so. Without
-//! root, containerd or the built shims, tests are reported ignored, with the reason printed
-//! first.
+//! End-to-end tests: a real containerd on private paths, the release-built shims on its
+//! PATH, driven with `ctr` and containerd's APIs exactly as a user would. Needs root; run
+//! with `make test`. The suite runs once per containerd version (Debian's 1.6.20 as
+//! `containerd1.6::`, the 2.3.4 of `../shared` as `containerd2.3::`) and engine
+//! (`wasmtime::`, `wasmedge::`), each against a containerd of its own; where an engine
+//! cannot do something, the test says so. Without root, a containerd version, an engine or
+//! the built shims, its tests are reported ignored, with the reason printed first.
 
 mod cache;
 mod cgroups;
@@ -22,47 +23,51 @@ use libtest_mimic::{Arguments, Trial};
 
 fn main() {
     let args = Arguments::from_args();
-    let opts = wasmlet_tests::containerd::Options::from_env();
-    let unavailable = wasmlet_tests::containerd::unavailable_reason(&opts);
-    if let Some(why) = &unavailable {
-        eprintln!("e2e tests ignored: {why}");
-    }
+    let base = wasmlet_tests::containerd::Options::from_env();
     let mut trials = Vec::new();
-    for engine in &support::ENGINES {
-        let engine_unavailable = unavailable.clone().or_else(|| engine.unavailable(&opts));
-        if let (None, Some(why)) = (&unavailable, &engine_unavailable) {
-            eprintln!("{} tests ignored: {why}", engine.name);
+    for flavour in support::FLAVOURS.iter() {
+        let opts = support::options(flavour);
+        let unavailable = wasmlet_tests::containerd::unavailable_reason(&opts);
+        let prefix = format!("containerd{}", flavour.name);
+        if let Some(why) = &unavailable {
+            eprintln!("{prefix} tests ignored: {why}");
         }
-        for (name, test) in run::TESTS
-            .iter()
-            .chain(lifecycle::TESTS)
-            .chain(errors::TESTS)
-            .chain(images::TESTS)
-            .chain(cache::TESTS)
-            .chain(isolation::TESTS)
-            .chain(cgroups::TESTS)
-            .chain(pods::TESTS)
-            .chain(http::TESTS)
-            .chain(exec::TESTS)
-        {
-            // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
-            // libtest shows the kind as `[root]` before the name.
-            let trial = Trial::test(format!("{}::{name}", engine.name), move || {
-                test(&support::containerd(engine));
+        for engine in &support::ENGINES {
+            let engine_unavailable = unavailable.clone().or_else(|| engine.unavailable(&base));
+            if let (None, Some(why)) = (&unavailable, &engine_unavailable) {
+                eprintln!("{prefix}::{} tests ignored: {why}", engine.name);
+            }
+            for (name, test) in run::TESTS
+                .iter()
+                .chain(lifecycle::TESTS)
+                .chain(errors::TESTS)
+                .chain(images::TESTS)
+                .chain(cache::TESTS)
+                .chain(isolation::TESTS)
+                .chain(cgroups::TESTS)
+                .chain(pods::TESTS)
+                .chain(http::TESTS)
+                .chain(exec::TESTS)
+            {
+                // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
+                // libtest shows the kind as `[root]` before the name.
+                let trial = Trial::test(format!("{prefix}::{}::{name}", engine.name), move || {
+                    test(&support::containerd(flavour, engine));
+                    Ok(())
+                })
+                .with_kind("root");
+                trials.push(trial.with_ignored_flag(engine_unavailable.is_some()));
+            }
+        }
+        // Engine-neutral tests: once per version, on the first engine's containerd.
+        for (name, test) in deploy_images::TESTS {
+            let trial = Trial::test(format!("{prefix}::{name}"), move || {
+                test(&support::containerd(flavour, &support::ENGINES[0]));
                 Ok(())
             })
             .with_kind("root");
-            trials.push(trial.with_ignored_flag(engine_unavailable.is_some()));
+            trials.push(trial.with_ignored_flag(unavailable.is_some()));
         }
-    }
-    // Engine-neutral tests: once, on the first engine's containerd.
-    for (name, test) in deploy_images::TESTS {
-        let trial = Trial::test(*name, move || {
-            test(&support::containerd(&support::ENGINES[0]));
-            Ok(())
-        })
-        .with_kind("root");
-        trials.push(trial.with_ignored_flag(unavailable.is_some()));
     }
     let conclusion = libtest_mimic::run(&args, trials);
     support::shutdown();

@@ -145,7 +145,7 @@ fn pod_config(name: &str, engine: &str, logs: &Path) -> PodSandboxConfig {
 
 fn wasm_and_native_containers_in_one_pod(engine_ctd: &Containerd) {
     let engine = engine(engine_ctd);
-    let ctd = cri_containerd(engine);
+    let ctd = cri_containerd(engine_ctd);
     let cri = Cri::connect(&ctd).expect("CRI connection");
     let logs = tempfile::tempdir().unwrap();
     let pod_config = pod_config("pod", engine.name, logs.path());
@@ -292,7 +292,7 @@ fn wasm_and_native_containers_in_one_pod(engine_ctd: &Containerd) {
 /// logging in CRI format, stopped gracefully by StopContainer.
 fn http_component_answers_at_the_pod_ip(engine_ctd: &Containerd) {
     let engine = engine(engine_ctd);
-    let ctd = cri_containerd(engine);
+    let ctd = cri_containerd(engine_ctd);
     let cri = Cri::connect(&ctd).expect("CRI connection");
     let logs = tempfile::tempdir().unwrap();
     let pod_config = pod_config("web", engine.name, logs.path());

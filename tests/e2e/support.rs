@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmlet_tests::cmd::{eventually, Output};
-use wasmlet_tests::containerd::{Containerd, Options};
+use wasmlet_tests::containerd::{Containerd, Flavour, Options};
 use wasmlet_tests::leaks;
 
 /// A test: gets the containerd of the engine under test, panics on failure.
@@ -55,8 +55,9 @@ impl Engine {
         let wanted = std::env::var("WASMLET_ENGINES").unwrap_or_else(|_| "wasmtime".into());
         if !wanted.split_whitespace().any(|e| e == self.name) {
             return Some(format!(
-                "{} not in WASMLET_ENGINES={wanted:?}: build libwasmedge, then run \
-                 `make test ENGINES=\"wasmtime wasmedge\" WASMEDGE_DIR=<prefix>`",
+                "{} not in WASMLET_ENGINES={wanted:?}: `make test` runs it when ../shared \
+                 brings libwasmedge, or with `ENGINES=\"wasmtime wasmedge\" \
+                 WASMEDGE_DIR=<prefix of libwasmedge 0.17>`",
                 self.name
             ));
         }
@@ -71,16 +72,39 @@ impl Engine {
     }
 }
 
-static CONTAINERDS: Mutex<Vec<(&'static str, Arc<Containerd>)>> = Mutex::new(Vec::new());
+/// The containerds the suite started: (version, engine, CRI or not) and the daemon.
+type Started = Vec<((&'static str, &'static str, bool), Arc<Containerd>)>;
 
-/// The containerd for `engine`, started on first use.
-pub fn containerd(engine: &'static Engine) -> Arc<Containerd> {
+static CONTAINERDS: Mutex<Started> = Mutex::new(Vec::new());
+
+/// Options for `flavour`'s containerd.
+pub fn options(flavour: &Flavour) -> Options {
+    Options {
+        flavour: flavour.clone(),
+        ..Options::from_env()
+    }
+}
+
+/// The containerd of version `flavour` for `engine`'s tests, started on first use.
+pub fn containerd(flavour: &'static Flavour, engine: &'static Engine) -> Arc<Containerd> {
+    started(flavour, engine, false, || {
+        Containerd::start(&options(flavour)).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+fn started(
+    flavour: &'static Flavour,
+    engine: &'static Engine,
+    cri: bool,
+    start: impl FnOnce() -> Containerd,
+) -> Arc<Containerd> {
+    let key = (flavour.name, engine.name, cri);
     let mut all = CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, c)) = all.iter().find(|(n, _)| *n == engine.name) {
+    if let Some((_, c)) = all.iter().find(|(k, _)| *k == key) {
         return c.clone();
     }
-    let ctd = Arc::new(Containerd::start(&Options::from_env()).unwrap_or_else(|e| panic!("{e}")));
-    all.push((engine.name, ctd.clone()));
+    let ctd = Arc::new(start());
+    all.push((key, ctd.clone()));
     ctd
 }
 
@@ -90,7 +114,7 @@ pub fn engine(ctd: &Containerd) -> &'static Engine {
     let name = all
         .iter()
         .find(|(_, c)| c.address == ctd.address)
-        .map(|(n, _)| *n)
+        .map(|((_, engine, _), _)| *engine)
         .expect("a containerd started by the suite");
     ENGINES
         .iter()
@@ -103,33 +127,41 @@ pub fn rt(ctd: &Containerd) -> &'static str {
     engine(ctd).runtime
 }
 
-static CRI_CONTAINERDS: Mutex<Vec<(&'static str, Arc<Containerd>)>> = Mutex::new(Vec::new());
-
-/// A containerd with its CRI plugin on (handlers `wasmtime` and `wasmedge`), for the pod
-/// tests of `engine`; started on first use, the sandbox and test images imported.
-pub fn cri_containerd(engine: &'static Engine) -> Arc<Containerd> {
-    let mut all = CRI_CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, c)) = all.iter().find(|(n, _)| *n == engine.name) {
-        return c.clone();
-    }
-    let mut opts = Options::from_env();
-    let octet = 77 + all.len();
-    opts.cri_subnet = Some(format!("127.{octet}.0.0/24"));
-    let ctd = Arc::new(Containerd::start(&opts).unwrap_or_else(|e| panic!("{e}")));
-    let cri_ready = eventually(Duration::from_secs(30), || {
-        wasmlet_tests::cri::Cri::connect(&ctd).is_ok_and(|c| c.pods().is_ok())
-    });
-    assert!(cri_ready, "the CRI plugin did not come up:\n{}", ctd.log());
-    crate::pods::import_images(&ctd);
-    all.push((engine.name, ctd.clone()));
-    ctd
+/// A containerd with its CRI plugin on (our handlers as `deploy/containerd/` gives them),
+/// of the same version as `ctd`, for the pod tests of `ctd`'s engine; started on first use,
+/// the sandbox and test images imported.
+pub fn cri_containerd(ctd: &Containerd) -> Arc<Containerd> {
+    let engine = engine(ctd);
+    let flavour = FLAVOURS
+        .iter()
+        .find(|f| f.name == ctd.flavour.name)
+        .expect("a known version");
+    started(flavour, engine, true, || {
+        let mut opts = options(flavour);
+        // One loopback subnet per CRI containerd.
+        let octet = 77
+            + FLAVOURS.iter().position(|f| f == flavour).unwrap_or(0) * ENGINES.len()
+            + ENGINES
+                .iter()
+                .position(|e| e.name == engine.name)
+                .unwrap_or(0);
+        opts.cri_subnet = Some(format!("127.{octet}.0.0/24"));
+        let ctd = Containerd::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+        let cri_ready = eventually(Duration::from_secs(30), || {
+            wasmlet_tests::cri::Cri::connect(&ctd).is_ok_and(|c| c.pods().is_ok())
+        });
+        assert!(cri_ready, "the CRI plugin did not come up:\n{}", ctd.log());
+        crate::pods::import_images(&ctd);
+        ctd
+    })
 }
+
+/// The containerd versions the suite runs against.
+pub static FLAVOURS: std::sync::LazyLock<[Flavour; 2]> = std::sync::LazyLock::new(Flavour::all);
 
 /// Stop every containerd (after all tests) and clean what they left.
 pub fn shutdown() {
     let taken = std::mem::take(&mut *CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner()));
-    drop(taken);
-    let taken = std::mem::take(&mut *CRI_CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner()));
     drop(taken);
     leaks::remove_cgroup_parent(NS);
 }

@@ -1,18 +1,116 @@
 //! A private containerd: its own root, state, sockets and config under a temporary
 //! directory, the shims under test first on its `PATH`. Stopped, and everything it left
 //! (shims, workloads, mounts) cleaned, on drop.
+//!
+//! Two versions ([`Flavour`]): Debian's 1.6.20 (`/usr/bin`, config `version = 2`) and the
+//! containerd 2.3.4 of `../shared` (config `version = 3`, its own `ctr` and runc shim). Each
+//! gets the CRI runtime entries the project gives users (`deploy/containerd/`), verbatim.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use crate::cmd::{eventually, run, Output};
 
+/// A containerd release the harness can start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flavour {
+    /// Short name used in test names and `WASMLET_CONTAINERD`: `1.6` or `2.3`.
+    pub name: &'static str,
+    /// Directory holding `containerd` and `ctr` (and, for 2.x, its runc shim).
+    pub bin_dir: PathBuf,
+    /// The config schema it is given: 2 (containerd 1.x) or 3 (2.x).
+    pub config_version: u32,
+}
+
+/// Where `make` unpacks the containerd 2.3.4 of `../shared`.
+pub const SHARED_CONTAINERD: &str = "shared/containerd-2.3.4";
+
+impl Flavour {
+    /// Debian's containerd 1.6.20.
+    pub fn debian() -> Flavour {
+        Flavour {
+            name: "1.6",
+            bin_dir: PathBuf::from("/usr/bin"),
+            config_version: 2,
+        }
+    }
+
+    /// containerd 2.3.4: `WASMLET_CONTAINERD2` (a directory with `bin/containerd`), else what
+    /// `make` unpacked from `../shared` into the target directory.
+    pub fn shared() -> Flavour {
+        let dir = std::env::var_os("WASMLET_CONTAINERD2")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| crate::target_dir().join(SHARED_CONTAINERD));
+        Flavour {
+            name: "2.3",
+            bin_dir: dir.join("bin"),
+            config_version: 3,
+        }
+    }
+
+    /// Both versions, in the order the suite runs them.
+    pub fn all() -> [Flavour; 2] {
+        [Flavour::debian(), Flavour::shared()]
+    }
+
+    pub fn containerd(&self) -> PathBuf {
+        self.bin_dir.join("containerd")
+    }
+
+    pub fn ctr(&self) -> PathBuf {
+        self.bin_dir.join("ctr")
+    }
+
+    /// Why this version cannot be started here, if it cannot: not installed, or left out by
+    /// `WASMLET_CONTAINERD` (a list of names, default all).
+    pub fn unavailable(&self) -> Option<String> {
+        let wanted = std::env::var("WASMLET_CONTAINERD").unwrap_or_default();
+        if !wanted.trim().is_empty() && !wanted.split_whitespace().any(|v| v == self.name) {
+            return Some(format!(
+                "containerd {} not in WASMLET_CONTAINERD={wanted:?}",
+                self.name
+            ));
+        }
+        for tool in [self.containerd(), self.ctr()] {
+            if !tool.exists() {
+                return Some(match self.config_version {
+                    2 => format!(
+                        "{} missing: apt-get install containerd runc",
+                        tool.display()
+                    ),
+                    _ => format!(
+                        "{} missing: containerd 2.3.4 comes from ../shared/containerd/\
+                         containerd-2.3.4-linux-amd64.tar.xz, which `make test` unpacks \
+                         when ../shared is beside the project (or set WASMLET_CONTAINERD2 \
+                         to a directory with bin/containerd and bin/ctr)",
+                        tool.display()
+                    ),
+                });
+            }
+        }
+        None
+    }
+
+    /// The CRI runtime entries the project gives users for this version, verbatim.
+    pub fn runtime_entries(&self) -> Result<String, String> {
+        let file = match self.config_version {
+            2 => "config-1.x.toml",
+            _ => "config-2.x.toml",
+        };
+        let path = crate::workspace_root().join("deploy/containerd").join(file);
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
 /// How to start containerd.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Which containerd.
+    pub flavour: Flavour,
     /// Directory holding `containerd-shim-*-v1`.
     pub shim_dir: PathBuf,
     /// containerd's log level; `debug` also turns on the shims' debug logs.
@@ -34,6 +132,7 @@ impl Options {
             .map(PathBuf::from)
             .unwrap_or_else(|| crate::target_dir().join("release"));
         Options {
+            flavour: Flavour::debian(),
             shim_dir,
             log_level: std::env::var("WASMLET_CONTAINERD_LOG").unwrap_or_else(|_| "info".into()),
             extra_config: String::new(),
@@ -44,10 +143,13 @@ impl Options {
 
 /// A running private containerd.
 pub struct Containerd {
+    pub flavour: Flavour,
     pub dir: PathBuf,
     pub address: PathBuf,
     pub cache_dir: PathBuf,
-    child: Option<Child>,
+    /// The daemon's `PATH`: the shims under test, then this version's binaries.
+    path: String,
+    child: Mutex<Option<Child>>,
     _tmp: tempfile::TempDir,
 }
 
@@ -56,10 +158,8 @@ pub fn unavailable_reason(opts: &Options) -> Option<String> {
     if !nix::unistd::Uid::effective().is_root() {
         return Some("needs root (containerd, mounts): run `make test` as root".into());
     }
-    for tool in ["/usr/bin/containerd", "/usr/bin/ctr"] {
-        if !Path::new(tool).exists() {
-            return Some(format!("{tool} missing: apt-get install containerd runc"));
-        }
+    if let Some(why) = opts.flavour.unavailable() {
+        return Some(why);
     }
     let shim = opts.shim_dir.join("containerd-shim-wasmtime-v1");
     if !shim.exists() {
@@ -81,47 +181,39 @@ impl Containerd {
         let dir = tmp.path().to_path_buf();
         let address = dir.join("containerd.sock");
         let cache_dir = dir.join("cache");
-        let (cri_disabled, cri_config) = match &opts.cri_subnet {
-            None => (r#""io.containerd.grpc.v1.cri", "#, String::new()),
-            Some(subnet) => ("", cri_config(&dir, subnet)?),
-        };
-        let config = format!(
-            r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = [{cri_disabled}"io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "{a}"
-
-[ttrpc]
-  address = "{a}.ttrpc"
-
-[debug]
-  level = "{level}"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-{cri_config}
-{extra}
-"#,
-            d = dir.display(),
-            a = address.display(),
-            level = opts.log_level,
-            extra = opts.extra_config,
-        );
-        std::fs::write(dir.join("config.toml"), config).map_err(|e| e.to_string())?;
-        let log = std::fs::File::create(dir.join("containerd.log")).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("config.toml"), config(opts, &dir, &address)?)
+            .map_err(|e| e.to_string())?;
         let path = format!(
-            "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            opts.shim_dir.display()
+            "{}:{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            opts.shim_dir.display(),
+            opts.flavour.bin_dir.display()
         );
-        let child = Command::new("/usr/bin/containerd")
+        let ctd = Containerd {
+            flavour: opts.flavour.clone(),
+            dir,
+            address,
+            cache_dir,
+            path,
+            child: Mutex::new(None),
+            _tmp: tmp,
+        };
+        ctd.start_daemon()?;
+        Ok(ctd)
+    }
+
+    /// Start the daemon (again) on this containerd's config, and wait until it answers.
+    pub fn start_daemon(&self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("containerd.log"))
+            .map_err(|e| e.to_string())?;
+        let child = Command::new(self.flavour.containerd())
             .arg("--config")
-            .arg(dir.join("config.toml"))
+            .arg(self.dir.join("config.toml"))
             .env_clear()
-            .env("PATH", path)
-            .env("WASMLET_CACHE_DIR", &cache_dir)
+            .env("PATH", &self.path)
+            .env("WASMLET_CACHE_DIR", &self.cache_dir)
             // The shims log at info (compile cache outcomes) into containerd's log.
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -129,22 +221,35 @@ disabled_plugins = [{cri_disabled}"io.containerd.snapshotter.v1.btrfs", "io.cont
             .stderr(log)
             .spawn()
             .map_err(|e| format!("starting containerd: {e}"))?;
-        let ctd = Containerd {
-            dir,
-            address,
-            cache_dir,
-            child: Some(child),
-            _tmp: tmp,
-        };
+        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
         let ready = eventually(Duration::from_secs(30), || {
-            ctd.ctr_timeout("default", &["version"], None, Duration::from_secs(5))
+            self.ctr_timeout("default", &["version"], None, Duration::from_secs(5))
                 .code
                 == Some(0)
         });
         if !ready {
-            return Err(format!("containerd did not start:\n{}", ctd.log()));
+            return Err(format!("containerd did not start:\n{}", self.log()));
         }
-        Ok(ctd)
+        Ok(())
+    }
+
+    /// Stop the daemon (SIGTERM, as an upgrade or `systemctl restart` does); its shims and
+    /// their workloads keep running.
+    pub fn stop_daemon(&self) {
+        let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let stopped = eventually(Duration::from_secs(10), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !stopped {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// containerd's log so far.
@@ -172,7 +277,7 @@ disabled_plugins = [{cri_disabled}"io.containerd.snapshotter.v1.btrfs", "io.cont
 
     /// A `ctr` command for this containerd and namespace, without arguments yet.
     pub fn ctr_command(&self, ns: &str) -> Command {
-        let mut cmd = Command::new("/usr/bin/ctr");
+        let mut cmd = Command::new(self.flavour.ctr());
         cmd.arg("--address").arg(&self.address).arg("-n").arg(ns);
         cmd
     }
@@ -195,11 +300,86 @@ disabled_plugins = [{cri_disabled}"io.containerd.snapshotter.v1.btrfs", "io.cont
     }
 }
 
+/// The plugins no test uses and that would reach outside the private paths (NRI's socket
+/// under /var/run) or need what these machines lack.
+const DISABLED: &[&str] = &[
+    "io.containerd.snapshotter.v1.btrfs",
+    "io.containerd.snapshotter.v1.zfs",
+    "io.containerd.snapshotter.v1.devmapper",
+    "io.containerd.snapshotter.v1.aufs",
+    "io.containerd.tracing.processor.v1.otlp",
+    "io.containerd.internal.v1.tracing",
+];
+/// containerd 2.x's plugins of the same kind.
+const DISABLED_2X: &[&str] = &[
+    "io.containerd.nri.v1.nri",
+    "io.containerd.snapshotter.v1.erofs",
+    "io.containerd.snapshotter.v1.blockfile",
+];
+/// The CRI plugins, disabled unless a test asks for CRI.
+const CRI_1X: &[&str] = &["io.containerd.grpc.v1.cri"];
+const CRI_2X: &[&str] = &[
+    "io.containerd.grpc.v1.cri",
+    "io.containerd.cri.v1.runtime",
+    "io.containerd.cri.v1.images",
+    "io.containerd.podsandbox.controller.v1.podsandbox",
+];
+
+/// containerd's config for `opts` in `dir`, in the schema of its version.
+fn config(opts: &Options, dir: &Path, address: &Path) -> Result<String, String> {
+    let v2 = opts.flavour.config_version >= 3;
+    let mut disabled: Vec<&str> = DISABLED.to_vec();
+    if v2 {
+        disabled.extend(DISABLED_2X);
+    }
+    let cri = match &opts.cri_subnet {
+        None => {
+            disabled.extend(if v2 { CRI_2X } else { CRI_1X });
+            String::new()
+        }
+        Some(subnet) => cri_config(opts, dir, subnet)?,
+    };
+    let disabled = disabled
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        r#"version = {version}
+root = "{d}/root"
+state = "{d}/state"
+{imports}disabled_plugins = [{disabled}]
+
+[grpc]
+  address = "{a}"
+
+[ttrpc]
+  address = "{a}.ttrpc"
+
+[debug]
+  level = "{level}"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+{cri}
+{extra}
+"#,
+        version = opts.flavour.config_version,
+        // 2.x reads /etc/containerd/conf.d/*.toml unless told otherwise.
+        imports = if v2 { "imports = []\n" } else { "" },
+        d = dir.display(),
+        a = address.display(),
+        level = opts.log_level,
+        extra = opts.extra_config,
+    ))
+}
+
 /// The CRI plugin's configuration and its CNI network (written under `dir`): a bridge of its
 /// own with `subnet` (a loopback range: these machines have no other), no masquerading, and
 /// `wasmlet-cni-localnet` chained after it so that the host reaches pods at their IPs.
-/// `restrict_oom_score_adj`, because these machines cannot lower a score.
-fn cri_config(dir: &Path, subnet: &str) -> Result<String, String> {
+/// `restrict_oom_score_adj`, because these machines cannot lower a score. The wasmlet
+/// handlers are exactly the entries of `deploy/containerd/` for this version.
+fn cri_config(opts: &Options, dir: &Path, subnet: &str) -> Result<String, String> {
     let cni = dir.join("cni");
     std::fs::create_dir_all(&cni).map_err(|e| e.to_string())?;
     let bin = cni_bin_dir(dir)?;
@@ -229,8 +409,31 @@ fn cri_config(dir: &Path, subnet: &str) -> Result<String, String> {
         serde_json::to_vec_pretty(&conflist).map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
-    Ok(format!(
-        r#"
+    let ours = opts.flavour.runtime_entries()?;
+    let (cni, bin) = (cni.display(), bin.display());
+    Ok(if opts.flavour.config_version >= 3 {
+        format!(
+            r#"
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "{PAUSE_IMAGE}"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["{bin}"]
+    conf_dir = "{cni}"
+
+{ours}"#
+        )
+    } else {
+        format!(
+            r#"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true
@@ -238,17 +441,13 @@ fn cri_config(dir: &Path, subnet: &str) -> Result<String, String> {
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmtime]
-    runtime_type = "io.containerd.wasmtime.v1"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmedge]
-    runtime_type = "io.containerd.wasmedge.v1"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{bin}"
     conf_dir = "{cni}"
-"#,
-        cni = cni.display(),
-        bin = bin.display()
-    ))
+
+{ours}"#
+        )
+    })
 }
 
 /// The bridge of the CRI network of the containerd in `dir`.
@@ -326,19 +525,7 @@ impl Drop for Containerd {
         if let Some(keep) = std::env::var_os("WASMLET_KEEP_LOG") {
             let _ = std::fs::copy(self.dir.join("containerd.log"), keep);
         }
-        if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let stopped = eventually(Duration::from_secs(10), || {
-                matches!(child.try_wait(), Ok(Some(_)))
-            });
-            if !stopped {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+        self.stop_daemon();
         // Shims that outlived containerd, and their workloads.
         let shims = crate::leaks::processes_with(&[&self.address.to_string_lossy()]);
         for (pid, _) in &shims {
