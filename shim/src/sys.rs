@@ -1,7 +1,7 @@
 //! Every `unsafe` block of the shim outside the engine files lives here, each with its
 //! `SAFETY:` argument: the pre-exec hook of the workload process, the adoption of its
-//! control socket, the fork into the container's init, exiting without exit handlers, and
-//! signal dispositions and masks.
+//! control socket, the fork into the container's init, exiting without exit handlers,
+//! recursive mount attributes, and signal dispositions and masks.
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -78,6 +78,47 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit only ends the process; skipping exit handlers and destructors is the
     // point, and the caller has flushed what it needs written.
     unsafe { libc::_exit(code) }
+}
+
+/// mount_setattr(2)'s argument (linux/mount.h).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Set and clear `MOUNT_ATTR_*` bits on the mount at `path` and every mount below it
+/// (mount_setattr(2) with `AT_RECURSIVE`, Linux 5.12).
+pub fn mount_setattr_recursive(path: &std::path::Path, set: u64, clear: u64) -> nix::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let path =
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| nix::Error::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `path` is a NUL-terminated string and `attr` a mount_attr of the size passed,
+    // both alive for the call; the kernel only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        Err(nix::Error::last())
+    } else {
+        Ok(())
+    }
 }
 
 /// Signals whose default action ends a process.

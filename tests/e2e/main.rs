@@ -13,8 +13,10 @@ mod errors;
 mod exec;
 mod http;
 mod images;
+mod info;
 mod isolation;
 mod lifecycle;
+mod mounts;
 mod pods;
 mod run;
 mod support;
@@ -48,6 +50,8 @@ fn main() {
                 .chain(pods::TESTS)
                 .chain(http::TESTS)
                 .chain(exec::TESTS)
+                .chain(info::TESTS)
+                .chain(mounts::TESTS)
             {
                 // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
                 // libtest shows the kind as `[root]` before the name.

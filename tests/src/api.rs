@@ -159,6 +159,40 @@ pub fn update_task(
     })
 }
 
+/// What containerd 2.x knows of `runtime` (`io.containerd.wasmtime.v1`): the introspection
+/// service's PluginInfo for the task plugin, which runs the shim with `-info`, as CRI does
+/// at start (containerd 1.x has no such call).
+pub fn runtime_info(
+    ctd: &Containerd,
+    runtime: &str,
+) -> Result<containerd_client::types::RuntimeInfo, String> {
+    use containerd_client::services::v1::introspection_client::IntrospectionClient;
+    use containerd_client::services::v1::PluginInfoRequest;
+    use prost::Message;
+    let request = containerd_client::types::RuntimeRequest {
+        runtime_path: runtime.to_string(),
+        options: None,
+    };
+    let req = PluginInfoRequest {
+        r#type: "io.containerd.runtime.v2".into(),
+        id: "task".into(),
+        options: Some(prost_types::Any {
+            type_url: "containerd.types.RuntimeRequest".into(),
+            value: request.encode_to_vec(),
+        }),
+    };
+    with_channel(ctd, |channel| async move {
+        let reply = IntrospectionClient::new(channel)
+            .plugin_info(req)
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        let extra = reply.extra.ok_or("PluginInfo has no extra data")?;
+        containerd_client::types::RuntimeInfo::decode(extra.value.as_slice())
+            .map_err(|e| format!("decoding {}: {e}", extra.type_url))
+    })
+}
+
 /// Run `f` with a channel to `ctd`'s gRPC socket, on a runtime of its own; errors are
 /// containerd's messages (what a client would print).
 fn with_channel<T, F, Fut>(ctd: &Containerd, f: F) -> Result<T, String>

@@ -20,7 +20,105 @@ pub struct MountOptions {
     pub data: String,
     /// A bind mount (`bind` or `rbind`, or type `bind`).
     pub bind: bool,
+    /// Recursive attributes (`rro`, `rnosuid`...): `MOUNT_ATTR_*` bits set and cleared on
+    /// the mount and every mount below it, with mount_setattr(2).
+    pub recursive: RecursiveAttrs,
 }
+
+/// `MOUNT_ATTR_*` bits for mount_setattr(2) with `AT_RECURSIVE`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecursiveAttrs {
+    pub set: u64,
+    pub clear: u64,
+}
+
+impl RecursiveAttrs {
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clear == 0
+    }
+}
+
+/// Not following symlinks on a mount (Linux 5.10; not in nix's flags).
+pub const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
+
+/// mount_setattr(2)'s attribute bits (linux/mount.h).
+pub mod attr {
+    pub const RDONLY: u64 = 0x1;
+    pub const NOSUID: u64 = 0x2;
+    pub const NODEV: u64 = 0x4;
+    pub const NOEXEC: u64 = 0x8;
+    /// The access-time mode: one of the three values below, cleared as a whole to change it.
+    pub const ATIME_MASK: u64 = 0x70;
+    pub const RELATIME: u64 = 0x0;
+    pub const NOATIME: u64 = 0x10;
+    pub const STRICTATIME: u64 = 0x20;
+    pub const NODIRATIME: u64 = 0x80;
+    pub const NOSYMFOLLOW: u64 = 0x0020_0000;
+}
+
+/// The recursive options (runc's names): the attribute, and whether the option sets it
+/// (`rro`) or clears it (`rrw`).
+const RECURSIVE: [(&str, u64, bool); 18] = [
+    ("rro", attr::RDONLY, true),
+    ("rrw", attr::RDONLY, false),
+    ("rnosuid", attr::NOSUID, true),
+    ("rsuid", attr::NOSUID, false),
+    ("rnodev", attr::NODEV, true),
+    ("rdev", attr::NODEV, false),
+    ("rnoexec", attr::NOEXEC, true),
+    ("rexec", attr::NOEXEC, false),
+    ("rnodiratime", attr::NODIRATIME, true),
+    ("rdiratime", attr::NODIRATIME, false),
+    ("rrelatime", attr::RELATIME, true),
+    ("rnorelatime", attr::RELATIME, false),
+    ("rnoatime", attr::NOATIME, true),
+    ("ratime", attr::NOATIME, false),
+    ("rstrictatime", attr::STRICTATIME, true),
+    ("rnostrictatime", attr::STRICTATIME, false),
+    ("rnosymfollow", attr::NOSYMFOLLOW, true),
+    ("rsymfollow", attr::NOSYMFOLLOW, false),
+];
+
+/// The flag options [`MountOptions::parse`] knows: what `-info` lists as mount options.
+const FLAGS: [&str; 24] = [
+    "defaults",
+    "rw",
+    "ro",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "sync",
+    "async",
+    "dirsync",
+    "mand",
+    "nomand",
+    "noatime",
+    "atime",
+    "nodiratime",
+    "diratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nosymfollow",
+    "symfollow",
+    "bind",
+];
+
+/// Every mount option wasmlet acts on (not filesystem data): flags, `rbind`, propagation
+/// and the recursive attributes.
+pub static KNOWN_MOUNT_OPTIONS: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| {
+        FLAGS
+            .iter()
+            .copied()
+            .chain(["rbind"])
+            .chain(PROPAGATION.iter().map(|(name, _)| *name))
+            .chain(RECURSIVE.iter().map(|(name, _, _)| *name))
+            .collect()
+    });
 
 impl Default for MountOptions {
     fn default() -> Self {
@@ -29,6 +127,7 @@ impl Default for MountOptions {
             propagation: MsFlags::empty(),
             data: String::new(),
             bind: false,
+            recursive: RecursiveAttrs::default(),
         }
     }
 }
@@ -63,6 +162,8 @@ impl MountOptions {
                 "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
                 "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
                 "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+                "nosymfollow" => (MS_NOSYMFOLLOW, MsFlags::empty()),
+                "symfollow" => (MsFlags::empty(), MS_NOSYMFOLLOW),
                 "bind" => {
                     out.bind = true;
                     (MsFlags::MS_BIND, MsFlags::empty())
@@ -72,14 +173,20 @@ impl MountOptions {
                     (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
                 }
                 other => {
-                    match propagation(other) {
-                        Some(p) => out.propagation |= p,
-                        None => data.push(other.to_string()),
+                    if let Some(p) = propagation(other) {
+                        out.propagation |= p;
+                    } else if let Some((_, bit, set)) =
+                        RECURSIVE.iter().find(|(name, _, _)| *name == other)
+                    {
+                        out.recursive.add(*bit, *set);
+                    } else {
+                        data.push(other.to_string());
                     }
                     continue;
                 }
             };
-            out.flags = (out.flags | set) & !clear;
+            // union and difference keep bits nix has no name for (MS_NOSYMFOLLOW).
+            out.flags = out.flags.union(set).difference(clear);
         }
         if out.bind {
             out.flags |= MsFlags::MS_BIND;
@@ -99,23 +206,67 @@ impl MountOptions {
                 | MsFlags::MS_NOATIME
                 | MsFlags::MS_NODIRATIME
                 | MsFlags::MS_RELATIME
-                | MsFlags::MS_STRICTATIME)
+                | MsFlags::MS_STRICTATIME
+                | MS_NOSYMFOLLOW)
     }
 }
 
+impl RecursiveAttrs {
+    /// Set (or clear) `bit`; a later option wins over an earlier one, as with flags. An
+    /// access-time mode replaces the whole mode.
+    fn add(&mut self, bit: u64, set: bool) {
+        let atime = bit == attr::RELATIME || bit & attr::ATIME_MASK != 0;
+        match (atime, set) {
+            (true, true) => {
+                self.set = (self.set & !attr::ATIME_MASK) | bit;
+                self.clear |= attr::ATIME_MASK;
+            }
+            (true, false) => {
+                self.set &= !bit;
+                self.clear |= bit;
+            }
+            (false, true) => {
+                self.set |= bit;
+                self.clear &= !bit;
+            }
+            (false, false) => {
+                self.set &= !bit;
+                self.clear |= bit;
+            }
+        }
+    }
+}
+
+/// The propagation options and what mount(2) takes for each.
+const PROPAGATION: [(&str, MsFlags); 8] = [
+    ("private", MsFlags::MS_PRIVATE),
+    (
+        "rprivate",
+        MsFlags::from_bits_truncate(MsFlags::MS_PRIVATE.bits() | MsFlags::MS_REC.bits()),
+    ),
+    ("shared", MsFlags::MS_SHARED),
+    (
+        "rshared",
+        MsFlags::from_bits_truncate(MsFlags::MS_SHARED.bits() | MsFlags::MS_REC.bits()),
+    ),
+    ("slave", MsFlags::MS_SLAVE),
+    (
+        "rslave",
+        MsFlags::from_bits_truncate(MsFlags::MS_SLAVE.bits() | MsFlags::MS_REC.bits()),
+    ),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    (
+        "runbindable",
+        MsFlags::from_bits_truncate(MsFlags::MS_UNBINDABLE.bits() | MsFlags::MS_REC.bits()),
+    ),
+];
+
 /// The propagation a mount option or `linux.rootfsPropagation` names (`rslave`...).
 fn propagation(name: &str) -> Option<MsFlags> {
-    Some(match name {
-        "private" => MsFlags::MS_PRIVATE,
-        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        "shared" => MsFlags::MS_SHARED,
-        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
-        "slave" => MsFlags::MS_SLAVE,
-        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        "unbindable" => MsFlags::MS_UNBINDABLE,
-        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-        _ => return None,
-    })
+    PROPAGATION
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, flags)| *flags)
 }
 
 /// The propagation named by `linux.rootfsPropagation` (runc's default is `rslave`).
@@ -214,6 +365,26 @@ mod tests {
         let m = opts("bind", &["ro", "rw"]);
         assert!(m.bind && m.flags.contains(MsFlags::MS_BIND));
         assert!(!m.flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn recursive_attributes() {
+        let m = opts("bind", &["rbind", "rro", "nosuid"]);
+        assert!(m.bind);
+        assert_eq!(m.recursive.set, attr::RDONLY);
+        assert_eq!(m.recursive.clear, 0);
+        assert!(!m.flags.contains(MsFlags::MS_RDONLY), "rro is not plain ro");
+        assert_eq!(m.data, "");
+        // A later option wins; an access-time mode replaces the mode.
+        let m = opts(
+            "bind",
+            &["rro", "rrw", "rnoatime", "rstrictatime", "rnosymfollow"],
+        );
+        assert_eq!(m.recursive.set, attr::STRICTATIME | attr::NOSYMFOLLOW);
+        assert_eq!(m.recursive.clear, attr::RDONLY | attr::ATIME_MASK);
+        assert!(opts("bind", &["rbind"]).recursive.is_empty());
+        let m = opts("tmpfs", &["nosymfollow"]);
+        assert!(m.flags.contains(MS_NOSYMFOLLOW));
     }
 
     #[test]

@@ -178,6 +178,13 @@ fn mount_one(rootfs: &Path, m: &Mount, entered: &Entered) -> Result<()> {
         )
         .map_err(failed("setting propagation of", &destination))?;
     }
+    if !opts.recursive.is_empty() {
+        crate::sys::mount_setattr_recursive(&dest, opts.recursive.set, opts.recursive.clear)
+            .map_err(failed(
+                "setting recursive mount attributes of",
+                &destination,
+            ))?;
+    }
     Ok(())
 }
 

@@ -11,6 +11,41 @@ use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 
 use crate::error::{Error, Result};
 
+/// The actions a profile may use (SCMP_ACT_NOTIFY needs an agent and is refused).
+pub const ACTIONS: [LinuxSeccompAction; 8] = [
+    LinuxSeccompAction::ScmpActKill,
+    LinuxSeccompAction::ScmpActKillProcess,
+    LinuxSeccompAction::ScmpActKillThread,
+    LinuxSeccompAction::ScmpActTrap,
+    LinuxSeccompAction::ScmpActErrno,
+    LinuxSeccompAction::ScmpActTrace,
+    LinuxSeccompAction::ScmpActAllow,
+    LinuxSeccompAction::ScmpActLog,
+];
+/// The argument comparisons a profile may use.
+pub const OPERATORS: [&str; 7] = [
+    "SCMP_CMP_NE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_MASKED_EQ",
+];
+/// The filter flags a profile may name.
+pub const KNOWN_FLAGS: [&str; 4] = [
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+];
+/// The flags that take effect (TSYNC trivially: the filter is loaded single-threaded).
+pub const SUPPORTED_FLAGS: [&str; 3] = [
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+];
+
 fn invalid(message: impl std::fmt::Display) -> Error {
     Error::SpecInvalid {
         field: "linux.seccomp".into(),
@@ -155,6 +190,23 @@ mod tests {
         let out = tempfile::tempfile().unwrap();
         ctx.export_bpf(&out).unwrap();
         assert!(out.metadata().unwrap().len() > 0);
+    }
+
+    #[test]
+    fn every_advertised_action_and_operator_builds() {
+        for a in ACTIONS {
+            action(a, None).unwrap_or_else(|e| panic!("{a:?}: {e}"));
+        }
+        for name in OPERATORS {
+            let op: LinuxSeccompOperator = serde_json::from_value(name.into()).unwrap();
+            compare(op, 1, Some(1)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for flag in KNOWN_FLAGS {
+            let s = seccomp(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW", "flags": [flag]
+            }));
+            filter(&s, true).unwrap_or_else(|e| panic!("{flag}: {e}"));
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What the binary does with its command line: be a workload process, print its version,
-//! or hand over to containerd-shim's `start` / `delete` / daemon handling.
+//! answer `-info` (containerd 2.x), or hand over to containerd-shim's `start` / `delete` /
+//! daemon handling.
 
 use super::WasmletShim;
 use crate::engine::Engine;
@@ -17,6 +18,12 @@ pub fn main<E: Engine>(runtime_id: &str) {
                 E::NAME
             );
         }
+        _ if wants_info() => {
+            if let Err(e) = super::info::run(runtime_id, E::NAME) {
+                eprintln!("{runtime_id}: -info: {e}");
+                std::process::exit(1);
+            }
+        }
         _ => {
             let config = containerd_shim::Config {
                 default_log_level: "warn".to_string(),
@@ -25,4 +32,10 @@ pub fn main<E: Engine>(runtime_id: &str) {
             containerd_shim::run::<WasmletShim>(runtime_id, Some(config));
         }
     }
+}
+
+/// Whether containerd asks for the runtime info (`-info`, Go flag syntax).
+fn wants_info() -> bool {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    containerd_shim::parse(&args).is_ok_and(|flags| flags.info)
 }

@@ -1,6 +1,6 @@
-//! The containerd side of the binary: its command line ([`cli`]), `start` (spawn or reuse
-//! the shim daemon for a pod), `delete` (clean up after a shim that died), and the daemon's
-//! task service wiring.
+//! The containerd side of the binary: its command line ([`cli`]), `-info` ([`info`]),
+//! `start` (spawn or reuse the shim daemon for a pod), `delete` (clean up after a shim that
+//! died), and the daemon's task service wiring.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use containerd_shim::synchronous::util::write_address;
 use containerd_shim::{ExitSignal, Flags, StartOpts};
 
 pub mod cli;
+pub mod info;
 
 use crate::image::cache::ModuleCache;
 use crate::task::adapter::TaskAdapter;

@@ -1,0 +1,70 @@
+//! Bind mounts with the options kubelet and users give: a read-only bind leaves the mounts
+//! below it writable (as the kernel does), a recursive read-only one (`rro`, what CRI asks for
+//! `recursiveReadOnly`) makes them read-only too.
+
+use wasmlet_tests::containerd::Containerd;
+
+use crate::isolation::busybox_rootfs;
+use crate::support::{assert_clean, run_rootfs, Test};
+
+pub const TESTS: &[(&str, Test)] = &[("mounts::read_only_and_recursive_read_only_binds", rro)];
+
+/// A host directory with a tmpfs mounted at `sub/`, unmounted on drop.
+struct HostTree {
+    dir: tempfile::TempDir,
+}
+
+impl HostTree {
+    fn new() -> HostTree {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &dir.path().join("sub"),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .expect("mounting a tmpfs");
+        HostTree { dir }
+    }
+}
+
+impl Drop for HostTree {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(
+            &self.dir.path().join("sub"),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
+    }
+}
+
+fn rro(ctd: &Containerd) {
+    let tree = HostTree::new();
+    let rootfs = busybox_rootfs(&[]);
+    let script = "touch /mnt/top 2>/dev/null && echo top=rw || echo top=ro; \
+                  touch /mnt/sub/below 2>/dev/null && echo below=rw || echo below=ro";
+    let run = |id: &str, options: &str| {
+        let mount = format!(
+            "type=bind,src={},dst=/mnt,options={options}",
+            tree.dir.path().display()
+        );
+        let out = run_rootfs(
+            ctd,
+            id,
+            rootfs.path(),
+            &["--mount", &mount],
+            &["/bin/sh", "-c", script],
+        )
+        .ok("ctr run --mount");
+        assert_clean(ctd, id);
+        out.stdout_str()
+    };
+    let below = tree.dir.path().join("sub/below");
+    assert_eq!(run("ro-bind", "rbind:ro"), "top=ro\nbelow=rw\n");
+    assert!(below.exists(), "written through the plain read-only bind");
+    std::fs::remove_file(&below).unwrap();
+    assert_eq!(run("rro-bind", "rbind:rro"), "top=ro\nbelow=ro\n");
+    assert!(!below.exists() && !tree.dir.path().join("top").exists());
+    assert_eq!(run("rw-bind", "rbind:rw"), "top=rw\nbelow=rw\n");
+}
