@@ -7,7 +7,7 @@ use wasmlet_tests::cmd::eventually;
 use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{import_image, module_image, rootfs, unique, wat};
 
-use crate::support::{assert_clean, rt, run_rootfs, Test, NS};
+use crate::support::{assert_clean, ns, rt, run_rootfs, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -103,14 +103,14 @@ fn concurrent_starts_compile_once(ctd: &Containerd) {
     let image = "docker.io/wasmlet/concurrent:e2e";
     import_image(
         ctd,
-        NS,
+        ns(ctd),
         &module_image(image, unique(wat("hello"), "concurrent")),
     );
     let ids: Vec<String> = (0..10).map(|i| format!("conc-{i}")).collect();
     std::thread::scope(|s| {
         for id in &ids {
             s.spawn(move || {
-                let out = ctd.ctr(NS, &["run", "--rm", "--runtime", rt(ctd), image, id]);
+                let out = ctd.ctr(ns(ctd), &["run", "--rm", "--runtime", rt(ctd), image, id]);
                 assert_eq!(out.code, Some(0), "{id}: {out:?}");
                 assert_eq!(out.stdout_str(), "hello from wasm\n", "{id}");
             });

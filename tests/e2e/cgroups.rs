@@ -11,7 +11,7 @@ use wasmlet_tests::fixtures::{rootfs, wat};
 
 use crate::isolation::{busybox_rootfs, kill_and_remove, memory_limit_file, run_detached};
 use crate::lifecycle::{remove, task_status, wait_stopped};
-use crate::support::{assert_clean, run_rootfs, Events, Test, NS};
+use crate::support::{assert_clean, ns, run_rootfs, Events, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -43,13 +43,13 @@ fn pause_resume(ctd: &Containerd) {
         eventually(Duration::from_secs(10), || ticks(&log) >= 1),
         "no tick"
     );
-    ctd.ctr(NS, &["task", "pause", "ticker"])
+    ctd.ctr(ns(ctd), &["task", "pause", "ticker"])
         .ok("ctr task pause");
     assert_eq!(task_status(ctd, "ticker").unwrap().0, "PAUSED");
     let frozen = ticks(&log);
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(ticks(&log), frozen, "a paused module stopped ticking");
-    ctd.ctr(NS, &["task", "resume", "ticker"])
+    ctd.ctr(ns(ctd), &["task", "resume", "ticker"])
         .ok("ctr task resume");
     assert!(
         eventually(Duration::from_secs(10), || ticks(&log) > frozen),
@@ -76,7 +76,7 @@ fn stats_and_update(ctd: &Containerd) {
         &["/sleep.wasm"],
     );
     let metrics = ctd
-        .ctr(NS, &["task", "metrics", "stats"])
+        .ctr(ns(ctd), &["task", "metrics", "stats"])
         .ok("ctr task metrics")
         .stdout_str();
     let usage = metrics
@@ -89,11 +89,11 @@ fn stats_and_update(ctd: &Containerd) {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no memory usage in:\n{metrics}"));
     assert!(usage > 0, "{metrics}");
-    let file = memory_limit_file(&format!("{NS}/stats"));
+    let file = memory_limit_file(&format!("{}/stats", ns(ctd)));
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "67108864");
     wasmlet_tests::api::update_task(
         ctd,
-        NS,
+        ns(ctd),
         "stats",
         &serde_json::json!({"memory": {"limit": 33554432}}),
     )
@@ -121,7 +121,7 @@ fn kill_all(ctd: &Containerd) {
     assert!(
         eventually(Duration::from_secs(10), || {
             let ps = ctd
-                .ctr(NS, &["task", "ps", "killall"])
+                .ctr(ns(ctd), &["task", "ps", "killall"])
                 .ok("ctr task ps")
                 .stdout_str();
             pids = ps
@@ -133,8 +133,11 @@ fn kill_all(ctd: &Containerd) {
         }),
         "sh and three sleeps listed: {pids:?}"
     );
-    ctd.ctr(NS, &["task", "kill", "--all", "-s", "SIGKILL", "killall"])
-        .ok("ctr task kill --all");
+    ctd.ctr(
+        ns(ctd),
+        &["task", "kill", "--all", "-s", "SIGKILL", "killall"],
+    )
+    .ok("ctr task kill --all");
     wait_stopped(ctd, "killall");
     let gone = eventually(Duration::from_secs(10), || {
         pids.iter().all(|p| crate::lifecycle::is_zombie(*p))

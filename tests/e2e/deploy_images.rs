@@ -14,7 +14,7 @@ use std::time::Duration;
 use wasmlet_tests::cmd::{eventually, run, Output};
 use wasmlet_tests::containerd::{Containerd, Options};
 
-use crate::support::{Test, NS};
+use crate::support::{ns, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -51,7 +51,7 @@ fn installer(ctd: &Containerd, id: &str, host: &Path, args: &[&str]) -> Output {
         id,
     ];
     all.extend_from_slice(args);
-    ctd.ctr_timeout(NS, &all, Some(b""), Duration::from_secs(60))
+    ctd.ctr_timeout(ns(ctd), &all, Some(b""), Duration::from_secs(60))
 }
 
 fn installs_and_uninstalls(ctd: &Containerd) {
@@ -68,7 +68,7 @@ fn installs_and_uninstalls(ctd: &Containerd) {
         Duration::from_secs(120),
     )
     .ok("build-image.sh");
-    ctd.ctr(NS, &["image", "import", &tar.to_string_lossy()])
+    ctd.ctr(ns(ctd), &["image", "import", &tar.to_string_lossy()])
         .ok("ctr image import");
 
     let host = tempfile::tempdir().unwrap();
@@ -139,7 +139,7 @@ fn installs_and_uninstalls(ctd: &Containerd) {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
     assert!(!shim.exists());
-    ctd.ctr(NS, &["image", "rm", IMAGE]).ok("ctr image rm");
+    ctd.ctr(ns(ctd), &["image", "rm", IMAGE]).ok("ctr image rm");
 }
 
 fn kind_app_images_run(ctd: &Containerd) {
@@ -158,7 +158,7 @@ fn kind_app_images_run(ctd: &Containerd) {
     .ok("deploy/kind/images.sh");
     for tar in ["hello.tar", "http-hello.tar"] {
         ctd.ctr(
-            NS,
+            ns(ctd),
             &["image", "import", &out_dir.join(tar).to_string_lossy()],
         )
         .ok("ctr image import");
@@ -166,7 +166,7 @@ fn kind_app_images_run(ctd: &Containerd) {
     let rt = "io.containerd.wasmtime.v1";
     let hello = "docker.io/wasmlet/hello:e2e";
     let out = ctd.ctr_timeout(
-        NS,
+        ns(ctd),
         &[
             "run",
             "--rm",
@@ -186,7 +186,7 @@ fn kind_app_images_run(ctd: &Containerd) {
     );
 
     let web = "docker.io/wasmlet/http-hello:e2e";
-    let addr = wasmlet_tests::http::serve_image(ctd, NS, rt, web, "kind-web");
+    let addr = wasmlet_tests::http::serve_image(ctd, ns(ctd), rt, web, "kind-web");
     let answer = wasmlet_tests::http::request(addr, "GET", "/", b"").unwrap();
     assert!(
         answer
@@ -194,16 +194,16 @@ fn kind_app_images_run(ctd: &Containerd) {
             .contains("from WebAssembly on wasmlet! (GET /)"),
         "{answer:?}"
     );
-    ctd.ctr(NS, &["task", "kill", "kind-web"])
+    ctd.ctr(ns(ctd), &["task", "kill", "kind-web"])
         .ok("ctr task kill");
     let deleted = eventually(Duration::from_secs(10), || {
-        ctd.ctr(NS, &["task", "delete", "kind-web"]).code == Some(0)
+        ctd.ctr(ns(ctd), &["task", "delete", "kind-web"]).code == Some(0)
     });
     assert!(deleted, "kind-web did not stop on SIGTERM");
-    ctd.ctr(NS, &["container", "rm", "kind-web"])
+    ctd.ctr(ns(ctd), &["container", "rm", "kind-web"])
         .ok("ctr container rm");
     crate::support::assert_clean(ctd, "kind-web");
     for image in [hello, web] {
-        ctd.ctr(NS, &["image", "rm", image]).ok("ctr image rm");
+        ctd.ctr(ns(ctd), &["image", "rm", image]).ok("ctr image rm");
     }
 }

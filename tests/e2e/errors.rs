@@ -36,7 +36,7 @@ fn refused(
         out.stderr
     );
     // ctr run --rm removes the container on failure only partly: clean it as a user would.
-    let _ = ctd.ctr(crate::support::NS, &["container", "rm", id]);
+    let _ = ctd.ctr(crate::support::ns(ctd), &["container", "rm", id]);
     assert_clean(ctd, id);
 }
 

@@ -11,7 +11,7 @@ use wasmlet_tests::fixtures::{rootfs, wat};
 
 use crate::isolation::{busybox_rootfs, kill_and_remove, run_detached};
 use crate::lifecycle::{task_status, wait_stopped};
-use crate::support::{assert_clean, rt, Test, NS};
+use crate::support::{assert_clean, ns, rt, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -43,7 +43,7 @@ fn exec(
     all.extend_from_slice(flags);
     all.push(id);
     all.extend_from_slice(args);
-    ctd.ctr_timeout(NS, &all, Some(stdin), Duration::from_secs(60))
+    ctd.ctr_timeout(ns(ctd), &all, Some(stdin), Duration::from_secs(60))
 }
 
 /// The namespace links of host pid `pid`, one line per kind.
@@ -59,7 +59,7 @@ fn namespaces_of(pid: u32) -> String {
 
 /// The pids `ctr task ps` lists for `id`.
 fn task_pids(ctd: &Containerd, id: &str) -> Vec<u32> {
-    let out = ctd.ctr(NS, &["task", "ps", id]).ok("ctr task ps");
+    let out = ctd.ctr(ns(ctd), &["task", "ps", id]).ok("ctr task ps");
     out.stdout_str()
         .lines()
         .skip(1)
@@ -139,7 +139,7 @@ fn wasm_exec_runs_a_module_in_the_container(ctd: &Containerd) {
         .into_iter()
         .chain(["--rootfs", &d, "wexec", "/sleep.wasm"])
         .collect();
-    ctd.ctr(NS, &args).ok("ctr run -d");
+    ctd.ctr(ns(ctd), &args).ok("ctr run -d");
     let (_, init) = task_status(ctd, "wexec").expect("task listed");
 
     // A module exec'd sees the container's root and /proc: it is not its pid 1.
@@ -186,7 +186,7 @@ fn wasm_exec_runs_a_module_in_the_container(ctd: &Containerd) {
     );
     let sleeper = *pids.iter().find(|p| **p != init).unwrap();
     assert_eq!(namespaces_of(sleeper), namespaces_of(init));
-    ctd.ctr(NS, &["task", "kill", "--exec-id", "s1", "wexec"])
+    ctd.ctr(ns(ctd), &["task", "kill", "--exec-id", "s1", "wexec"])
         .ok("ctr task kill --exec-id");
     assert!(
         eventually(Duration::from_secs(10), || !Path::new(&format!(
@@ -220,14 +220,14 @@ fn execs_end_with_their_container(ctd: &Containerd) {
     .len()
         == 3));
     // SIGKILL to the init only: its PID namespace takes the execs with it.
-    ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", "xend"])
+    ctd.ctr(ns(ctd), &["task", "kill", "-s", "SIGKILL", "xend"])
         .ok("ctr task kill");
     wait_stopped(ctd, "xend");
     let out = ctd
-        .ctr(NS, &["task", "delete", "xend"])
+        .ctr(ns(ctd), &["task", "delete", "xend"])
         .ok("ctr task delete");
     assert!(out.stderr.contains("exit code 137"), "{out:?}");
-    ctd.ctr(NS, &["container", "rm", "xend"])
+    ctd.ctr(ns(ctd), &["container", "rm", "xend"])
         .ok("ctr container rm");
     assert_clean(ctd, "xend");
 }

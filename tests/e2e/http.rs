@@ -11,7 +11,7 @@ use wasmlet_tests::http::{free_port, request, Client};
 
 use crate::images::refuses_components;
 use crate::lifecycle::task_status;
-use crate::support::{assert_clean, rt, Test, NS};
+use crate::support::{assert_clean, ns, rt, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -73,7 +73,7 @@ fn start_with(
         args.extend(["--env", e]);
     }
     args.extend(["--rootfs", &d, id, "/http.wasm"]);
-    ctd.ctr_timeout(NS, &args, None, Duration::from_secs(60))
+    ctd.ctr_timeout(ns(ctd), &args, None, Duration::from_secs(60))
 }
 
 /// The example started as `id` (see [`start_with`]) and answering on a free port of
@@ -89,7 +89,7 @@ fn serving(
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let out = start_with(ctd, id, dir.path(), &addr.to_string(), memory, env);
     if refuses_components(ctd, out.code, &out.stderr) {
-        let _ = ctd.ctr(NS, &["container", "rm", id]);
+        let _ = ctd.ctr(ns(ctd), &["container", "rm", id]);
         assert_clean(ctd, id);
         return None;
     }
@@ -247,15 +247,18 @@ fn request_timeout(ctd: &Containerd) {
 /// SIGTERM `id`, which must stop within 10 s with exit code 0, then remove it and check
 /// that it left nothing.
 fn stop_gracefully(ctd: &Containerd, id: &str) {
-    ctd.ctr(NS, &["task", "kill", id]).ok("ctr task kill");
+    ctd.ctr(ns(ctd), &["task", "kill", id]).ok("ctr task kill");
     let stopped = eventually(Duration::from_secs(10), || {
         task_status(ctd, id).is_some_and(|(s, _)| s == "STOPPED")
     });
     assert!(stopped, "{id} did not stop on SIGTERM");
     // `ctr task delete` names the exit code only when it is not 0.
-    let out = ctd.ctr(NS, &["task", "delete", id]).ok("ctr task delete");
+    let out = ctd
+        .ctr(ns(ctd), &["task", "delete", id])
+        .ok("ctr task delete");
     assert!(!out.stderr.contains("exit code"), "{out:?}");
-    ctd.ctr(NS, &["container", "rm", id]).ok("ctr container rm");
+    ctd.ctr(ns(ctd), &["container", "rm", id])
+        .ok("ctr container rm");
     assert_clean(ctd, id);
 }
 
@@ -277,7 +280,7 @@ fn busy_listen_address(ctd: &Containerd) {
         let want = format!("cannot listen for HTTP on {addr}: Address already in use");
         assert!(out.stderr.contains(&want), "want {want:?}: {out:?}");
     }
-    let _ = ctd.ctr(NS, &["container", "rm", "http-busy"]);
+    let _ = ctd.ctr(ns(ctd), &["container", "rm", "http-busy"]);
     assert_clean(ctd, "http-busy");
 }
 
@@ -290,6 +293,6 @@ fn bad_listen_address(ctd: &Containerd) {
             .contains("invalid HTTP listen address \"localhost:http\" in environment variable WASMLET_HTTP_LISTEN"),
         "{out:?}"
     );
-    let _ = ctd.ctr(NS, &["container", "rm", "http-bad"]);
+    let _ = ctd.ctr(ns(ctd), &["container", "rm", "http-bad"]);
     assert_clean(ctd, "http-bad");
 }

@@ -4,7 +4,7 @@
 use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{example, import_image, module_image, require, rootfs, wat};
 
-use crate::support::{assert_clean, rt, run_rootfs, Test, NS};
+use crate::support::{assert_clean, ns, rt, run_rootfs, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -59,7 +59,7 @@ fn api_try(
     args: &[&str],
 ) -> Result<wasmlet_tests::api::ApiRun, String> {
     let logs = tempfile::tempdir().unwrap();
-    let run = wasmlet_tests::api::run_image(ctd, NS, image, rt(ctd), id, args, logs.path());
+    let run = wasmlet_tests::api::run_image(ctd, ns(ctd), image, rt(ctd), id, args, logs.path());
     assert_clean(ctd, id);
     run
 }
@@ -73,10 +73,10 @@ fn rootfs_image_with_wasm_platform(ctd: &Containerd) {
     let mut spec = module_image(name, wat("hello"));
     spec.os = "wasip1".into();
     spec.architecture = "wasm".into();
-    import_image(ctd, NS, &spec);
+    import_image(ctd, ns(ctd), &spec);
     let out = ctd
         .ctr(
-            NS,
+            ns(ctd),
             &[
                 "run",
                 "--rm",
@@ -97,7 +97,7 @@ fn wasm_layer_image_through_the_api(ctd: &Containerd) {
     let name = "docker.io/wasmlet/argsenv-layer:e2e";
     import_image(
         ctd,
-        NS,
+        ns(ctd),
         &wasm_layer_image(name, &[("/argsenv.wasm", wat("argsenv"))]),
     );
     let run = api_run(ctd, name, "layer-args", &["argsenv.wasm", "x", "y z"]);
@@ -116,7 +116,7 @@ fn wasm_layer_selected_by_title(ctd: &Containerd) {
         ("/hello.wasm", wat("hello")),
         ("/exit42.wasm", wat("exit42")),
     ];
-    import_image(ctd, NS, &wasm_layer_image(name, &modules));
+    import_image(ctd, ns(ctd), &wasm_layer_image(name, &modules));
     let run = api_run(ctd, name, "layer-second", &["/exit42.wasm"]);
     assert_eq!(run.exit_code, 42, "{run:?}");
     assert!(run.stderr.contains("exiting with 42"), "{run:?}");
@@ -133,7 +133,7 @@ fn wasm_layer_component_through_the_api(ctd: &Containerd) {
     let name = "docker.io/wasmlet/hello-component-layer:e2e";
     import_image(
         ctd,
-        NS,
+        ns(ctd),
         &wasm_layer_image(name, &[("/hello.wasm", std::fs::read(&component).unwrap())]),
     );
     if !crate::support::engine(ctd).components {
@@ -152,14 +152,14 @@ fn wasm_layer_component_through_the_api(ctd: &Containerd) {
 fn run_image(ctd: &Containerd, image: &str, id: &str, args: &[&str]) -> wasmlet_tests::cmd::Output {
     let mut all = vec!["run", "--rm", "--runtime", rt(ctd), image, id];
     all.extend_from_slice(args);
-    ctd.ctr(NS, &all)
+    ctd.ctr(ns(ctd), &all)
 }
 
 fn entrypoint_image_with_args_and_env(ctd: &Containerd) {
     let name = "docker.io/wasmlet/argsenv:e2e";
     let mut spec = module_image(name, wat("argsenv"));
     spec.env = vec!["FROM_IMAGE=yes".into()];
-    import_image(ctd, NS, &spec);
+    import_image(ctd, ns(ctd), &spec);
     // Without arguments the image's Entrypoint runs.
     let out = run_image(ctd, name, "img-noargs", &[]).ok("ctr run image");
     assert!(
@@ -191,7 +191,7 @@ fn workdir_and_relative_entrypoint(ctd: &Containerd) {
     );
     spec.entrypoint = vec!["./argsenv.wasm".into()];
     spec.workdir = Some("/srv/app".into());
-    import_image(ctd, NS, &spec);
+    import_image(ctd, ns(ctd), &spec);
     let out = run_image(ctd, name, "img-workdir", &[]).ok("ctr run image");
     let text = out.stdout_str();
     assert!(text.contains("arg:./argsenv.wasm\n"), "{text}");
@@ -205,7 +205,7 @@ fn rust_wasip1_example(ctd: &Containerd) {
     let name = "docker.io/wasmlet/hello-p1:e2e";
     import_image(
         ctd,
-        NS,
+        ns(ctd),
         &module_image(name, std::fs::read(&module).unwrap()),
     );
     let out = run_image(ctd, name, "rust-p1", &["/app/hello-p1.wasm", "one", "two"]).ok("ctr run");
@@ -236,7 +236,7 @@ fn rust_wasip2_component(ctd: &Containerd) {
     if !crate::support::engine(ctd).components {
         let out = run_rootfs(ctd, "rust-p2", dir.path(), &[], &["/hello.wasm"]);
         assert!(refuses_components(ctd, out.code, &out.stderr));
-        let _ = ctd.ctr(NS, &["container", "rm", "rust-p2"]);
+        let _ = ctd.ctr(ns(ctd), &["container", "rm", "rust-p2"]);
         assert_clean(ctd, "rust-p2");
         return;
     }

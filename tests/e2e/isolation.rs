@@ -11,7 +11,7 @@ use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{rootfs, wat};
 
 use crate::lifecycle::{remove, task_status, wait_stopped};
-use crate::support::{assert_clean, rt, run_rootfs, Test, NS};
+use crate::support::{assert_clean, ns, rt, run_rootfs, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -93,25 +93,26 @@ pub(crate) fn run_detached(
     all.extend_from_slice(flags);
     all.extend_from_slice(&["--rootfs", &d, id]);
     all.extend_from_slice(args);
-    ctd.ctr(NS, &all).ok("ctr run -d");
+    ctd.ctr(ns(ctd), &all).ok("ctr run -d");
     let (status, pid) = task_status(ctd, id).expect("task listed");
     assert_eq!(status, "RUNNING");
     pid
 }
 
 pub(crate) fn kill_and_remove(ctd: &Containerd, id: &str) {
-    ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", id])
+    ctd.ctr(ns(ctd), &["task", "kill", "-s", "SIGKILL", id])
         .ok("ctr task kill");
     wait_stopped(ctd, id);
     remove(ctd, id, 137);
 }
 
-/// The line of `/proc/self/cgroup` that shows a process in cgroup `/wasmlet-e2e/<id>`.
-fn own_cgroup_line(id: &str) -> String {
+/// The line of `/proc/self/cgroup` that shows a process in cgroup `/<namespace>/<id>`.
+fn own_cgroup_line(ctd: &Containerd, id: &str) -> String {
+    let ns = ns(ctd);
     if cgroup_v1() {
-        format!(":memory:/{NS}/{id}\n")
+        format!(":memory:/{ns}/{id}\n")
     } else {
-        format!("0::/{NS}/{id}\n")
+        format!("0::/{ns}/{id}\n")
     }
 }
 
@@ -131,7 +132,7 @@ fn native_busybox(ctd: &Containerd) {
     .ok("ctr run busybox");
     let text = out.stdout_str();
     assert!(text.contains("pid=1\n"), "{out:?}");
-    assert!(text.contains(&own_cgroup_line("native")), "{out:?}");
+    assert!(text.contains(&own_cgroup_line(ctd, "native")), "{out:?}");
     assert!(text.contains("proc-ok\n"), "{out:?}");
     assert_clean(ctd, "native");
 }
@@ -161,7 +162,7 @@ fn module_sees_its_container(ctd: &Containerd) {
     )
     .ok("ctr run readfile");
     assert!(
-        out.stdout_str().contains(&own_cgroup_line("probe-cg")),
+        out.stdout_str().contains(&own_cgroup_line(ctd, "probe-cg")),
         "{}",
         out.stdout_str()
     );
@@ -171,13 +172,13 @@ fn module_sees_its_container(ctd: &Containerd) {
 /// containerd's default spec (`ctr oci spec`) for `args` in `dir`, as container `id`.
 fn default_spec(ctd: &Containerd, id: &str, dir: &Path, args: &[&str]) -> serde_json::Value {
     let text = ctd
-        .ctr(NS, &["oci", "spec"])
+        .ctr(ns(ctd), &["oci", "spec"])
         .ok("ctr oci spec")
         .stdout_str();
     let mut spec: serde_json::Value = serde_json::from_str(&text).expect("spec JSON");
     spec["root"] = serde_json::json!({"path": dir, "readonly": false});
     spec["process"]["args"] = serde_json::json!(args);
-    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{NS}/{id}"));
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", ns(ctd)));
     spec
 }
 
@@ -187,7 +188,7 @@ fn run_spec(ctd: &Containerd, id: &str, spec: &serde_json::Value) -> wasmlet_tes
     std::fs::write(file.path(), serde_json::to_vec(spec).unwrap()).unwrap();
     let path = file.path().to_string_lossy().into_owned();
     ctd.ctr_timeout(
-        NS,
+        ns(ctd),
         &["run", "--rm", "--runtime", rt(ctd), "--config", &path, id],
         Some(b""),
         Duration::from_secs(60),
@@ -293,7 +294,7 @@ fn bad_specs(ctd: &Containerd) {
             "want {want:?} in: {}",
             out.stderr
         );
-        let _ = ctd.ctr(NS, &["container", "rm", id]);
+        let _ = ctd.ctr(ns(ctd), &["container", "rm", id]);
         assert_clean(ctd, id);
     };
     let mut spec = default_spec(ctd, "bad-userns", dir.path(), &["/bin/true"]);

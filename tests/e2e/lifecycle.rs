@@ -8,7 +8,7 @@ use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{rootfs, wat};
 use wasmlet_tests::leaks;
 
-use crate::support::{assert_clean, rt, run_rootfs, Events, Test, NS};
+use crate::support::{assert_clean, ns, rt, run_rootfs, Events, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -50,7 +50,7 @@ pub(crate) fn start_detached(ctd: &Containerd, id: &str, name: &str) -> (tempfil
         id,
         &module,
     ];
-    ctd.ctr(NS, &args).ok("ctr run -d");
+    ctd.ctr(ns(ctd), &args).ok("ctr run -d");
     let (status, pid) = task_status(ctd, id).expect("task listed");
     assert_eq!(status, "RUNNING");
     (dir, pid)
@@ -63,7 +63,7 @@ fn start_sleeper(ctd: &Containerd, id: &str) -> (tempfile::TempDir, u32) {
 
 /// STATUS and PID of `id` from `ctr task ls`.
 pub(crate) fn task_status(ctd: &Containerd, id: &str) -> Option<(String, u32)> {
-    let out = ctd.ctr(NS, &["task", "ls"]).ok("ctr task ls");
+    let out = ctd.ctr(ns(ctd), &["task", "ls"]).ok("ctr task ls");
     out.stdout_str().lines().find_map(|l| {
         let cols: Vec<&str> = l.split_whitespace().collect();
         (cols.first() == Some(&id)).then(|| (cols[2].to_string(), cols[1].parse().unwrap_or(0)))
@@ -82,13 +82,16 @@ pub(crate) fn wait_stopped(ctd: &Containerd, id: &str) {
 }
 
 pub(crate) fn remove(ctd: &Containerd, id: &str, want_exit: i32) {
-    let out = ctd.ctr(NS, &["task", "delete", id]).ok("ctr task delete");
+    let out = ctd
+        .ctr(ns(ctd), &["task", "delete", id])
+        .ok("ctr task delete");
     let want = format!("exit code {want_exit}");
     assert!(
         out.stderr.contains(&want),
         "ctr task delete {id}: want {want:?}: {out:?}"
     );
-    ctd.ctr(NS, &["container", "rm", id]).ok("ctr container rm");
+    ctd.ctr(ns(ctd), &["container", "rm", id])
+        .ok("ctr container rm");
     assert_clean(ctd, id);
 }
 
@@ -124,15 +127,16 @@ fn detach_sigterm_exits_143(ctd: &Containerd) {
             "workload socket {inode} (peer {peer:?}) leads outside it; fds: {fds:?}"
         );
     }
-    let ps = ctd.ctr(NS, &["task", "ps", "term"]).ok("ctr task ps");
+    let ps = ctd.ctr(ns(ctd), &["task", "ps", "term"]).ok("ctr task ps");
     assert!(
         ps.stdout_str().contains(&pid.to_string()),
         "{}",
         ps.stdout_str()
     );
-    ctd.ctr(NS, &["task", "kill", "term"]).ok("ctr task kill");
+    ctd.ctr(ns(ctd), &["task", "kill", "term"])
+        .ok("ctr task kill");
     wait_stopped(ctd, "term");
-    let again = ctd.ctr(NS, &["task", "kill", "term"]);
+    let again = ctd.ctr(ns(ctd), &["task", "kill", "term"]);
     assert_ne!(again.code, Some(0), "killing a stopped task fails");
     assert!(
         again.stderr.contains("process already finished"),
@@ -146,7 +150,8 @@ fn detach_sigterm_exits_143(ctd: &Containerd) {
 /// second (the bound the issue sets; the handler exits at once).
 fn sigterm_stops_a_busy_module(ctd: &Containerd) {
     let (_dir, _pid) = start_detached(ctd, "spin", "spin");
-    ctd.ctr(NS, &["task", "kill", "spin"]).ok("ctr task kill");
+    ctd.ctr(ns(ctd), &["task", "kill", "spin"])
+        .ok("ctr task kill");
     let stopped = eventually(Duration::from_secs(1), || {
         task_status(ctd, "spin").is_some_and(|(s, _)| s == "STOPPED")
     });
@@ -160,8 +165,11 @@ fn sigterm_stops_a_busy_module(ctd: &Containerd) {
 
 fn sigkill_all_exits_137(ctd: &Containerd) {
     let (_dir, _pid) = start_sleeper(ctd, "kill9");
-    ctd.ctr(NS, &["task", "kill", "--all", "-s", "SIGKILL", "kill9"])
-        .ok("ctr task kill");
+    ctd.ctr(
+        ns(ctd),
+        &["task", "kill", "--all", "-s", "SIGKILL", "kill9"],
+    )
+    .ok("ctr task kill");
     wait_stopped(ctd, "kill9");
     remove(ctd, "kill9", 137);
 }
@@ -192,14 +200,14 @@ fn events_cover_the_lifecycle(ctd: &Containerd) {
 
 fn unimplemented_methods_say_so(ctd: &Containerd) {
     let (_dir, _pid) = start_sleeper(ctd, "unimpl");
-    let checkpoint = ctd.ctr(NS, &["task", "checkpoint", "unimpl"]);
+    let checkpoint = ctd.ctr(ns(ctd), &["task", "checkpoint", "unimpl"]);
     assert_ne!(checkpoint.code, Some(0));
     assert!(
         checkpoint.stderr.contains("Checkpoint is not implemented"),
         "{}",
         checkpoint.stderr
     );
-    ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", "unimpl"])
+    ctd.ctr(ns(ctd), &["task", "kill", "-s", "SIGKILL", "unimpl"])
         .ok("kill");
     wait_stopped(ctd, "unimpl");
     remove(ctd, "unimpl", 137);
@@ -222,8 +230,8 @@ fn killed_shim_is_cleaned_up_by_delete(ctd: &Containerd) {
         !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid)
     });
     assert!(gone, "workload {pid} survived its shim");
-    let _ = ctd.ctr(NS, &["task", "delete", "orphan"]);
-    ctd.ctr(NS, &["container", "rm", "orphan"])
+    let _ = ctd.ctr(ns(ctd), &["task", "delete", "orphan"]);
+    ctd.ctr(ns(ctd), &["container", "rm", "orphan"])
         .ok("ctr container rm");
     assert_clean(ctd, "orphan");
 }

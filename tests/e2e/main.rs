@@ -17,7 +17,9 @@ mod info;
 mod isolation;
 mod lifecycle;
 mod mounts;
+mod pod_lifecycle;
 mod pods;
+mod restart;
 mod run;
 mod support;
 
@@ -52,6 +54,8 @@ fn main() {
                 .chain(exec::TESTS)
                 .chain(info::TESTS)
                 .chain(mounts::TESTS)
+                .chain(restart::TESTS)
+                .chain(pod_lifecycle::TESTS)
             {
                 // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
                 // libtest shows the kind as `[root]` before the name.

@@ -31,10 +31,10 @@ pub const TESTS: &[(&str, Test)] = &[
     ),
 ];
 
-const K8S_NS: &str = "k8s.io";
-const HELLO: &str = "docker.io/wasmlet/pod-hello:e2e";
-const EXIT42: &str = "docker.io/wasmlet/pod-exit42:e2e";
-const BUSYBOX: &str = "docker.io/wasmlet/pod-busybox:e2e";
+pub(crate) const K8S_NS: &str = "k8s.io";
+pub(crate) const HELLO: &str = "docker.io/wasmlet/pod-hello:e2e";
+pub(crate) const EXIT42: &str = "docker.io/wasmlet/pod-exit42:e2e";
+pub(crate) const BUSYBOX: &str = "docker.io/wasmlet/pod-busybox:e2e";
 const HTTP: &str = "docker.io/wasmlet/pod-http-hello:e2e";
 
 /// The static pause binary `make examples` builds for this host.
@@ -67,7 +67,7 @@ pub fn import_images(ctd: &Containerd) {
 
 /// kubelet's defaults, for the pod and each container: the pod's network and IPC, a PID
 /// namespace per container.
-fn kubelet_namespaces() -> NamespaceOption {
+pub(crate) fn kubelet_namespaces() -> NamespaceOption {
     NamespaceOption {
         network: 0,
         pid: 1,
@@ -76,7 +76,7 @@ fn kubelet_namespaces() -> NamespaceOption {
     }
 }
 
-fn container(name: &str, image: &str, command: &[&str], memory: i64) -> ContainerConfig {
+pub(crate) fn container(name: &str, image: &str, command: &[&str], memory: i64) -> ContainerConfig {
     ContainerConfig {
         metadata: Some(ContainerMetadata {
             name: name.into(),
@@ -103,7 +103,7 @@ fn container(name: &str, image: &str, command: &[&str], memory: i64) -> Containe
 }
 
 /// Wait until container `id` has exited; its status.
-fn exited(cri: &Cri, id: &str) -> k8s_cri::v1::ContainerStatus {
+pub(crate) fn exited(cri: &Cri, id: &str) -> k8s_cri::v1::ContainerStatus {
     let mut status = None;
     let done = eventually(Duration::from_secs(20), || {
         status = cri.status(id).ok();
@@ -117,12 +117,12 @@ fn exited(cri: &Cri, id: &str) -> k8s_cri::v1::ContainerStatus {
 /// cgroups exist.
 static ONE_POD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn one_pod_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn one_pod_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_POD_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A pod named `name` (per engine) with its logs in `logs`, as kubelet configures one.
-fn pod_config(name: &str, engine: &str, logs: &Path) -> PodSandboxConfig {
+pub(crate) fn pod_config(name: &str, engine: &str, logs: &Path) -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: format!("{name}-{engine}"),
@@ -350,7 +350,7 @@ fn http_component_answers_at_the_pod_ip(engine_ctd: &Containerd) {
 }
 
 /// The network namespaces CRI has pinned.
-fn netns_entries() -> Vec<String> {
+pub(crate) fn netns_entries() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(Path::new("/var/run/netns"))
         .map(|d| {
             d.flatten()

@@ -97,7 +97,7 @@ fn stdin_reaches_the_module(ctd: &Containerd) {
     let input = b"line one\nline two\n";
     let out = ctd
         .ctr_timeout(
-            crate::support::NS,
+            crate::support::ns(ctd),
             &[
                 "run",
                 "--rm",

@@ -11,8 +11,12 @@ use wasmlet_tests::leaks;
 /// A test: gets the containerd of the engine under test, panics on failure.
 pub type Test = fn(&Containerd);
 
-/// Namespace the tests run in.
-pub const NS: &str = "wasmlet-e2e";
+/// The containerd namespace the tests of `ctd` run in: one per containerd, so that the
+/// same test on two versions or engines at once never shares a container's cgroup
+/// (`/<namespace>/<id>`, ctr's default).
+pub fn ns(ctd: &Containerd) -> &str {
+    &ctd.ns
+}
 
 /// An engine the suite runs against, with what it can do.
 pub struct Engine {
@@ -108,13 +112,39 @@ fn started(
     ctd
 }
 
+/// Containerds a test started for itself (restarts), by address, and their engine.
+static PRIVATE: Mutex<Vec<(std::path::PathBuf, &'static str)>> = Mutex::new(Vec::new());
+
+/// A containerd of `like`'s version for `like`'s engine, for one test alone (it may stop and
+/// start it), with `tweak` applied to its options; stopped and cleaned when dropped.
+pub fn private_containerd(like: &Containerd, tweak: impl FnOnce(&mut Options)) -> Containerd {
+    let mut opts = options(&like.flavour);
+    tweak(&mut opts);
+    let ctd = Containerd::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+    PRIVATE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((ctd.address.clone(), engine(like).name));
+    ctd
+}
+
 /// The engine whose containerd `ctd` is.
 pub fn engine(ctd: &Containerd) -> &'static Engine {
-    let all = CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner());
-    let name = all
+    let shared = CONTAINERDS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
         .iter()
         .find(|(_, c)| c.address == ctd.address)
-        .map(|((_, engine, _), _)| *engine)
+        .map(|((_, engine, _), _)| *engine);
+    let name = shared
+        .or_else(|| {
+            PRIVATE
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|(address, _)| *address == ctd.address)
+                .map(|(_, engine)| *engine)
+        })
         .expect("a containerd started by the suite");
     ENGINES
         .iter()
@@ -137,23 +167,53 @@ pub fn cri_containerd(ctd: &Containerd) -> Arc<Containerd> {
         .find(|f| f.name == ctd.flavour.name)
         .expect("a known version");
     started(flavour, engine, true, || {
-        let mut opts = options(flavour);
-        // One loopback subnet per CRI containerd.
-        let octet = 77
-            + FLAVOURS.iter().position(|f| f == flavour).unwrap_or(0) * ENGINES.len()
-            + ENGINES
-                .iter()
-                .position(|e| e.name == engine.name)
-                .unwrap_or(0);
-        opts.cri_subnet = Some(format!("127.{octet}.0.0/24"));
-        let ctd = Containerd::start(&opts).unwrap_or_else(|e| panic!("{e}"));
-        let cri_ready = eventually(Duration::from_secs(30), || {
-            wasmlet_tests::cri::Cri::connect(&ctd).is_ok_and(|c| c.pods().is_ok())
-        });
-        assert!(cri_ready, "the CRI plugin did not come up:\n{}", ctd.log());
-        crate::pods::import_images(&ctd);
-        ctd
+        start_cri(options(flavour), cri_octet(flavour, engine, 0))
     })
+}
+
+/// A containerd with its CRI plugin like [`cri_containerd`]'s, for one test alone (it may
+/// restart it).
+pub fn private_cri_containerd(like: &Containerd) -> Containerd {
+    let engine = engine(like);
+    let octet = cri_octet(&like.flavour, engine, 1);
+    let ctd = start_cri(options(&like.flavour), octet);
+    PRIVATE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((ctd.address.clone(), engine.name));
+    ctd
+}
+
+/// The second octet of a CRI containerd's loopback subnet: one per version, engine and
+/// `slot` (shared 0, private 1), so that no two bridges route the same range.
+fn cri_octet(flavour: &Flavour, engine: &Engine, slot: usize) -> usize {
+    let per_slot = FLAVOURS.len() * ENGINES.len();
+    77 + slot * per_slot
+        + FLAVOURS
+            .iter()
+            .position(|f| f.name == flavour.name)
+            .unwrap_or(0)
+            * ENGINES.len()
+        + ENGINES
+            .iter()
+            .position(|e| e.name == engine.name)
+            .unwrap_or(0)
+}
+
+fn start_cri(mut opts: Options, octet: usize) -> Containerd {
+    opts.cri_subnet = Some(format!("127.{octet}.0.0/24"));
+    let ctd = Containerd::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+    wait_for_cri(&ctd);
+    crate::pods::import_images(&ctd);
+    ctd
+}
+
+/// Wait until `ctd`'s CRI plugin answers.
+pub fn wait_for_cri(ctd: &Containerd) {
+    let cri_ready = eventually(Duration::from_secs(30), || {
+        wasmlet_tests::cri::Cri::connect(ctd).is_ok_and(|c| c.pods().is_ok())
+    });
+    assert!(cri_ready, "the CRI plugin did not come up:\n{}", ctd.log());
 }
 
 /// The containerd versions the suite runs against.
@@ -163,7 +223,6 @@ pub static FLAVOURS: std::sync::LazyLock<[Flavour; 2]> = std::sync::LazyLock::ne
 pub fn shutdown() {
     let taken = std::mem::take(&mut *CONTAINERDS.lock().unwrap_or_else(|p| p.into_inner()));
     drop(taken);
-    leaks::remove_cgroup_parent(NS);
 }
 
 /// `ctr run --rm --runtime <RUNTIME> <flags> --rootfs <dir> <id> <args>` with a deadline.
@@ -179,16 +238,16 @@ pub fn run_rootfs(
     all.extend_from_slice(flags);
     all.extend_from_slice(&["--rootfs", &dir, id]);
     all.extend_from_slice(args);
-    ctd.ctr_timeout(NS, &all, Some(b""), Duration::from_secs(60))
+    ctd.ctr_timeout(ns(ctd), &all, Some(b""), Duration::from_secs(60))
 }
 
 /// Assert that container `id` left nothing behind: no workload or shim process, no mount
 /// or bundle directory, no shim socket, no cgroup.
 pub fn assert_clean(ctd: &Containerd, id: &str) {
-    let bundle = ctd.bundle_dir(NS, id);
-    let socket = ctd.shim_socket(NS, id);
+    let bundle = ctd.bundle_dir(ns(ctd), id);
+    let socket = ctd.shim_socket(ns(ctd), id);
     let shim_arg = format!("-id {id} ");
-    let cgroup = format!("/{NS}/{id}");
+    let cgroup = format!("/{}/{id}", ns(ctd));
     let clean = eventually(Duration::from_secs(10), || {
         leaks::workload_processes(id, &bundle).is_empty()
             && leaks::processes_with(&[
@@ -226,7 +285,7 @@ impl Events {
     pub fn start(ctd: &Containerd) -> Events {
         use std::io::Read;
         let mut child = ctd
-            .ctr_command(NS)
+            .ctr_command(ns(ctd))
             .arg("events")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -252,8 +311,8 @@ impl Events {
             reader: Some(reader),
         };
         let subscribed = eventually(Duration::from_secs(20), || {
-            ctd.ctr(NS, &["namespaces", "create", "wasmlet-events-probe"]);
-            ctd.ctr(NS, &["namespaces", "remove", "wasmlet-events-probe"]);
+            ctd.ctr(ns(ctd), &["namespaces", "create", "wasmlet-events-probe"]);
+            ctd.ctr(ns(ctd), &["namespaces", "remove", "wasmlet-events-probe"]);
             events.text().contains("/namespaces/create")
         });
         assert!(subscribed, "ctr events never saw a namespace event");

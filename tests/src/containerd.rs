@@ -144,6 +144,9 @@ impl Options {
 /// A running private containerd.
 pub struct Containerd {
     pub flavour: Flavour,
+    /// The namespace tests use on this containerd: `wasmlet-e2e-` and the end of its
+    /// directory's name, so that each containerd's containers have cgroups of their own.
+    pub ns: String,
     pub dir: PathBuf,
     pub address: PathBuf,
     pub cache_dir: PathBuf,
@@ -188,8 +191,11 @@ impl Containerd {
             opts.shim_dir.display(),
             opts.flavour.bin_dir.display()
         );
+        let tag = dir.file_name().unwrap_or_default().to_string_lossy();
+        let ns = format!("wasmlet-e2e-{}", &tag[tag.len().saturating_sub(6)..]).to_lowercase();
         let ctd = Containerd {
             flavour: opts.flavour.clone(),
+            ns,
             dir,
             address,
             cache_dir,
@@ -523,6 +529,15 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         self.remove_everything();
         if let Some(keep) = std::env::var_os("WASMLET_KEEP_LOG") {
+            // A directory keeps every containerd's log; a file, the last one's.
+            let keep = PathBuf::from(keep);
+            let keep = match keep.is_dir() {
+                true => keep.join(format!(
+                    "{}.log",
+                    self.dir.file_name().unwrap_or_default().to_string_lossy()
+                )),
+                false => keep,
+            };
             let _ = std::fs::copy(self.dir.join("containerd.log"), keep);
         }
         self.stop_daemon();
@@ -537,6 +552,7 @@ impl Drop for Containerd {
             }
         }
         crate::leaks::unmount_under(&self.dir);
+        crate::leaks::remove_cgroup_parent(&self.ns);
         // The CRI network's bridge (with its address and routes), if pods made one.
         if self.dir.join("cni").exists() {
             let _ = Command::new("ip")

@@ -83,6 +83,20 @@ pub fn plan(spec: &Spec) -> Result<(Joins, CloneFlags, Entered)> {
     Ok((joins, new, entered))
 }
 
+/// Whether `spec` gives the container a new PID namespace of its own (a `pid` entry without
+/// a path). Without one, the processes its init starts outlive the init.
+pub fn has_own_pid_namespace(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .any(|ns| {
+            ns.typ() == LinuxNamespaceType::Pid
+                && ns.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+        })
+}
+
 /// Flags that only apply to children.
 fn for_children() -> CloneFlags {
     CloneFlags::CLONE_NEWPID | CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)
@@ -158,6 +172,19 @@ mod tests {
             && p == std::path::Path::new("/var/run/netns/cni-1")));
         assert!(entered.uts && !entered.new_net_ns);
         assert!(for_children().contains(CloneFlags::CLONE_NEWPID));
+    }
+
+    #[test]
+    fn own_pid_namespace_only_when_new() {
+        assert!(has_own_pid_namespace(&spec(
+            serde_json::json!([{"type": "pid"}])
+        )));
+        assert!(!has_own_pid_namespace(&spec(
+            serde_json::json!([{"type": "pid", "path": "/proc/42/ns/pid"}])
+        )));
+        assert!(!has_own_pid_namespace(&spec(
+            serde_json::json!([{"type": "network"}])
+        )));
     }
 
     #[test]

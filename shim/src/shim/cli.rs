@@ -25,6 +25,13 @@ pub fn main<E: Engine>(runtime_id: &str) {
             }
         }
         _ => {
+            // The shim logs into a FIFO that containerd reads. While containerd is away (a
+            // restart) a write to it raises SIGPIPE, and containerd-shim's signal thread, at
+            // debug level, logs each signal it receives: another write, another SIGPIPE, at
+            // 100% CPU, and no child reaped meanwhile. Blocked in every thread (they inherit
+            // this mask), SIGPIPE is never delivered; the write just fails with EPIPE.
+            // Workload processes start with an empty mask (std's spawn resets it).
+            crate::sys::block_signals(&[libc::SIGPIPE]);
             let config = containerd_shim::Config {
                 default_log_level: "warn".to_string(),
                 ..Default::default()

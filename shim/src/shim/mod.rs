@@ -134,9 +134,16 @@ impl containerd_shim::Shim for WasmletShim {
         });
     }
 
-    fn create_task_service(&self, publisher: RemotePublisher) -> TaskAdapter {
+    fn create_task_service(&self, _publisher: RemotePublisher) -> TaskAdapter {
         let exit = self.exit.clone();
-        let sink = RemoteSink::new(publisher, self.namespace.clone());
+        // containerd-shim's publisher keeps the one connection it was made with; events must
+        // outlive a containerd restart, so the sink connects (and reconnects) itself.
+        let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+        let sink = RemoteSink::new(
+            crate::task::events::Containerd::new(ttrpc_address),
+            self.namespace.clone(),
+            crate::task::events::Backoff::default(),
+        );
         let flusher = sink.clone();
         let service = Arc::new(TaskService::new(
             crate::workload::launcher::ProcessLauncher {

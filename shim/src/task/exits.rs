@@ -10,7 +10,7 @@ use containerd_shim::protos::events::task::{TaskExit, TaskOOM};
 
 use super::instance::{Instance, Launcher};
 use super::state::Op;
-use super::{label, timestamp, ExitInfo, Proc, Registry, TaskService, UNCLAIMED_TTL};
+use super::{label, timestamp, ExitInfo, Proc, Registry, Task, TaskService, UNCLAIMED_TTL};
 use crate::error::Result;
 use crate::task::events::EventSink;
 
@@ -68,12 +68,7 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         let mut found = false;
         for (id, task) in reg.tasks.iter_mut() {
             if task.init.pid == pid && task.init.status.is_live() {
-                self.record_exit(id, "", &mut task.init, exit);
-                // Execs die with the container's PID namespace; when it shares one, runc's
-                // shim kills them too.
-                for exec in task.execs.values().filter(|e| e.status.is_live()) {
-                    let _ = exec.instance.signal(libc::SIGKILL, false);
-                }
+                self.init_exited(id, task, exit);
                 found = true;
                 break;
             }
@@ -94,6 +89,24 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
             reg.unclaimed.insert(pid, exit);
         }
         self.exited.notify_all();
+    }
+
+    /// Task `id`'s init has exited: what is left of the container goes with it, then the
+    /// exit is recorded and published. Its execs die with the container's PID namespace; a
+    /// container without a PID namespace of its own (a pod's shared one, the host's) keeps
+    /// the processes its init started, and they would hold its output open: containerd 2.x
+    /// waits for that output to end before it deletes the task (a pod stuck terminating).
+    /// As runc's shim does, everything left in its cgroup is killed.
+    pub(super) fn init_exited(&self, id: &str, task: &mut Task, exit: ExitInfo) {
+        for exec in task.execs.values().filter(|e| e.status.is_live()) {
+            let _ = exec.instance.signal(libc::SIGKILL, false);
+        }
+        if task.init.instance.shares_pid_namespace() {
+            if let Err(e) = task.init.instance.signal(libc::SIGKILL, true) {
+                log::warn!("{id}: killing what its init left: {e}");
+            }
+        }
+        self.record_exit(id, "", &mut task.init, exit);
     }
 
     /// Record the exit of task `id`'s init (`exec_id` empty) or exec, and publish it.
@@ -122,3 +135,7 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
         }));
     }
 }
+
+#[cfg(test)]
+#[path = "exits_tests.rs"]
+mod tests;

@@ -69,6 +69,11 @@ pub trait Instance: Send + Sync {
     /// while it runs. Kills that [`Instance::out_of_memory`] has already accounted for at
     /// exit are not reported again, and nothing is reported after it.
     fn watch_oom(&self, _on_oom: Box<dyn Fn() + Send>) {}
+    /// Whether the workload has no PID namespace of its own (none in its spec, or one joined
+    /// by path): then the processes its init started outlive it unless killed.
+    fn shares_pid_namespace(&self) -> bool {
+        false
+    }
     /// A process that served the launch and exits on its own; its exit is not the task's.
     fn helper_pid(&self) -> Option<u32> {
         None

@@ -92,7 +92,7 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
             execs: HashMap::new(),
         };
         if let Some(exit) = exit {
-            self.record_exit(&req.id, "", &mut task.init, exit);
+            self.init_exited(&req.id, &mut task, exit);
         }
         let sink = self.events.clone();
         let id = req.id.clone();

@@ -17,14 +17,17 @@ use crate::task::instance::Launcher;
 use crate::task::state::{Op, Status};
 
 impl<L: Launcher, S: EventSink> TaskService<L, S> {
-    /// Pids: every process of the workload.
+    /// Pids: every process of the workload (its init once it has stopped).
     pub fn pids(&self, req: PidsRequest) -> Result<PidsResponse> {
         let mut reg = self.lock();
         let task = Self::task(&mut reg, &req.id)?;
+        // A stopped task, until its Delete, is its init as State shows it: containerd 2.x
+        // asks every shim for Pids when it starts again, and takes an empty answer from a
+        // shim that is not a sandbox for a leaked shim, deleting the task and its exit code.
         let pids = if task.init.status.is_live() {
             task.init.instance.pids()?
         } else {
-            Vec::new()
+            vec![task.init.pid]
         };
         Ok(PidsResponse {
             processes: pids

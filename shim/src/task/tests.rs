@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use containerd_shim::api::{
     CloseIORequest, ConnectRequest, CreateTaskRequest, DeleteRequest, KillRequest, PauseRequest,
     PidsRequest, ResumeRequest, ShutdownRequest, StartRequest, StateRequest, StateResponse,
-    StatsRequest, Status as ApiStatus, UpdateTaskRequest, WaitRequest,
+    StatsRequest, Status as ApiStatus, UpdateTaskRequest,
 };
 use containerd_shim::protos::events::task::{TaskDelete, TaskExit};
 use containerd_shim::protos::protobuf::MessageDyn;
@@ -37,6 +37,7 @@ struct StubInstance {
     pid: u32,
     journal: Arc<Journal>,
     oom: bool,
+    shares_pid_namespace: bool,
 }
 
 impl Instance for StubInstance {
@@ -69,6 +70,9 @@ impl Instance for StubInstance {
     fn helper_pid(&self) -> Option<u32> {
         Some(self.pid + 500)
     }
+    fn shares_pid_namespace(&self) -> bool {
+        self.shares_pid_namespace
+    }
     fn pids(&self) -> Result<Vec<u32>> {
         Ok(vec![self.pid, self.pid + 1])
     }
@@ -98,6 +102,7 @@ impl Instance for StubInstance {
             pid,
             journal: self.journal.clone(),
             oom: false,
+            shares_pid_namespace: false,
         }))
     }
     fn cleanup(&self) -> Result<()> {
@@ -114,7 +119,8 @@ impl Instance for StubInstance {
 pub(super) struct StubLauncher {
     next_pid: AtomicU32,
     fail: Mutex<Option<String>>,
-    oom: std::sync::atomic::AtomicBool,
+    pub(super) oom: AtomicBool,
+    pub(super) shares_pid_namespace: AtomicBool,
     pub(super) journal: Arc<Journal>,
 }
 
@@ -131,6 +137,7 @@ impl Launcher for Arc<StubLauncher> {
             pid,
             journal: self.journal.clone(),
             oom: self.oom.load(Ordering::SeqCst),
+            shares_pid_namespace: self.shares_pid_namespace.load(Ordering::SeqCst),
         }))
     }
 }
@@ -236,37 +243,6 @@ fn full_lifecycle_publishes_events_in_order() {
     assert_eq!(delete.exit_status, 3);
     let calls = f.launcher.journal.calls.lock().unwrap().clone();
     assert_eq!(calls, [format!("start {pid}"), format!("cleanup {pid}")]);
-}
-
-#[test]
-fn wait_blocks_until_exit() {
-    let f = fixture();
-    let pid = create(&f.svc, "w").unwrap();
-    f.svc.start(start_req("w")).unwrap();
-    let svc = f.svc.clone();
-    let waiter = std::thread::spawn(move || {
-        svc.wait(WaitRequest {
-            id: "w".into(),
-            ..Default::default()
-        })
-        .unwrap()
-        .exit_status
-    });
-    std::thread::sleep(Duration::from_millis(50));
-    assert!(!waiter.is_finished(), "Wait returned before the exit");
-    f.svc.on_exit(pid, 137);
-    assert_eq!(waiter.join().unwrap(), 137);
-}
-
-#[test]
-fn exit_before_registration_is_not_lost() {
-    let f = fixture();
-    // The first stub pid is 1000: its exit arrives while Create is still running.
-    f.svc.on_exit(1000, 0);
-    let pid = create(&f.svc, "fast").unwrap();
-    assert_eq!(pid, 1000);
-    let st = state(&f.svc, "fast");
-    assert_eq!(st.status.enum_value(), Ok(ApiStatus::STOPPED));
 }
 
 #[test]
@@ -446,19 +422,6 @@ fn pids_close_io_connect_and_unimplemented() {
 }
 
 #[test]
-fn out_of_memory_exit_publishes_oom_before_exit() {
-    let f = fixture();
-    f.launcher.oom.store(true, Ordering::SeqCst);
-    let pid = create(&f.svc, "oom").unwrap();
-    f.svc.start(start_req("oom")).unwrap();
-    f.svc.on_exit(pid, 137);
-    assert_eq!(
-        f.sink.topics(),
-        ["/tasks/create", "/tasks/start", "/tasks/oom", "/tasks/exit"]
-    );
-}
-
-#[test]
 fn pause_and_resume_freeze_and_publish_in_order() {
     let f = fixture();
     let pid = create(&f.svc, "z").unwrap();
@@ -559,16 +522,4 @@ fn stats_and_update_reach_the_instance() {
     let err = update("not json").unwrap_err();
     assert_eq!(err.code(), Code::INVALID_ARGUMENT);
     assert!(err.to_string().contains("resources of Update"), "{err}");
-}
-
-#[test]
-fn the_launch_helpers_exit_is_not_the_tasks() {
-    let f = fixture();
-    let pid = create(&f.svc, "h").unwrap();
-    f.svc.start(start_req("h")).unwrap();
-    // The helper (pid + 500 in the stub) exits after Create: the task keeps running.
-    f.svc.on_exit(pid + 500, 0);
-    assert_eq!(state(&f.svc, "h").status, ApiStatus::RUNNING.into());
-    f.svc.on_exit(pid, 3);
-    assert_eq!(state(&f.svc, "h").exit_status, 3);
 }

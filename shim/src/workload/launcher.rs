@@ -83,6 +83,7 @@ impl Launcher for ProcessLauncher {
         }
         let cgroup = Arc::new(Cgroup::open(&cgroup_path)?);
         let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
+        let shares_pid_namespace = !crate::isolation::namespaces::has_own_pid_namespace(&spec);
         let request = WorkloadRequest {
             id: req.id.clone(),
             plan,
@@ -124,6 +125,7 @@ impl Launcher for ProcessLauncher {
         drop(unwind);
         Ok(Box::new(ProcessInstance {
             control,
+            shares_pid_namespace,
             oom: Arc::default(),
             cgroup,
             state,
@@ -186,6 +188,7 @@ struct OomState {
 /// A workload process created by [`ProcessLauncher`].
 pub struct ProcessInstance {
     control: Control,
+    shares_pid_namespace: bool,
     oom: Arc<Mutex<OomState>>,
     cgroup: Arc<Cgroup>,
     state: WorkloadState,
@@ -202,6 +205,10 @@ impl Instance for ProcessInstance {
 
     fn helper_pid(&self) -> Option<u32> {
         Some(self.control.helper)
+    }
+
+    fn shares_pid_namespace(&self) -> bool {
+        self.shares_pid_namespace
     }
 
     fn start(&self) -> Result<()> {
