@@ -1,13 +1,20 @@
-//! Bind mounts with the options kubelet and users give: a read-only bind leaves the mounts
-//! below it writable (as the kernel does), a recursive read-only one (`rro`, what CRI asks for
-//! `recursiveReadOnly`) makes them read-only too.
+//! Mounts and devices with the options kubelet and users give: a read-only bind leaves the
+//! mounts below it writable (as the kernel does), a recursive read-only one (`rro`, what CRI
+//! asks for `recursiveReadOnly`) makes them read-only too; a privileged container gets the
+//! host's devices, every capability and a writable `/sys`, with `/dev/ptmx` its own.
 
 use wasmlet_tests::containerd::Containerd;
 
 use crate::isolation::busybox_rootfs;
 use crate::support::{assert_clean, run_rootfs, Test};
 
-pub const TESTS: &[(&str, Test)] = &[("mounts::read_only_and_recursive_read_only_binds", rro)];
+pub const TESTS: &[(&str, Test)] = &[
+    ("mounts::read_only_and_recursive_read_only_binds", rro),
+    (
+        "mounts::privileged_gets_host_devices_all_caps_and_writable_sys",
+        privileged,
+    ),
+];
 
 /// A host directory with a tmpfs mounted at `sub/`, unmounted on drop.
 struct HostTree {
@@ -67,4 +74,39 @@ fn rro(ctd: &Containerd) {
     assert_eq!(run("rro-bind", "rbind:rro"), "top=ro\nbelow=ro\n");
     assert!(!below.exists() && !tree.dir.path().join("top").exists());
     assert_eq!(run("rw-bind", "rbind:rw"), "top=rw\nbelow=rw\n");
+}
+
+fn privileged(ctd: &Containerd) {
+    let rootfs = busybox_rootfs(&[]);
+    let script = "echo ptmx=$(readlink /dev/ptmx); echo devices=$(ls /dev | wc -l); \
+                  grep CapEff /proc/self/status; \
+                  grep ' /sys ' /proc/self/mountinfo | grep -q ' rw,' && echo sys=rw";
+    let out = run_rootfs(
+        ctd,
+        "privileged",
+        rootfs.path(),
+        &["--privileged"],
+        &["/bin/sh", "-c", script],
+    )
+    .ok("ctr run --privileged");
+    let text = out.stdout_str();
+    // The host's /dev/ptmx is in the spec's devices; the container's own devpts wins.
+    assert!(text.contains("ptmx=pts/ptmx\n"), "{text}");
+    let devices: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("devices="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(devices > 20, "the host's devices: {text}");
+    let host_bounding = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        .unwrap();
+    assert!(
+        text.contains(&format!("CapEff:\t{host_bounding}\n")),
+        "every capability ({host_bounding}): {text}"
+    );
+    assert!(text.contains("sys=rw\n"), "{text}");
+    assert_clean(ctd, "privileged");
 }

@@ -1,6 +1,8 @@
 //! Device nodes in the container's `/dev`: the default set when `/dev` is the container's
 //! own (runc's list, with the usual `/proc/self/fd` links), and every `linux.devices`
-//! entry; where the kernel refuses mknod, the host's node is bound instead.
+//! entry; where the kernel refuses mknod, the host's node is bound instead. `/dev/ptmx` is
+//! always the link to the container's own devpts (`pts/ptmx`), even when the spec lists
+//! the host's (a privileged container's spec lists every host device).
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -15,24 +17,49 @@ use super::failed;
 use super::mountpoint::{create_target, inside};
 use crate::error::{Error, Result};
 
-/// Create the devices of `spec` under `rootfs` (before pivot_root): the defaults and
-/// their links first when `own_dev`, then `linux.devices`.
+/// Create the devices of `spec` under `rootfs` (before pivot_root), in runc's order: the
+/// defaults when `own_dev`, then `linux.devices`, then `/dev/ptmx` and the links.
 pub fn populate(spec: &Spec, rootfs: &Path, own_dev: bool) -> Result<()> {
     if own_dev {
         for (path, major, minor) in DEFAULT_DEVICES {
             make_device(rootfs, path, SFlag::S_IFCHR, major, minor, 0o666, 0, 0)?;
         }
-        dev_symlinks(rootfs)?;
     }
     for dev in spec
         .linux()
         .as_ref()
         .and_then(|l| l.devices().as_deref())
         .unwrap_or_default()
+        .iter()
+        .filter(|d| d.path() != Path::new(PTMX))
     {
         spec_device(rootfs, dev)?;
     }
+    if own_dev {
+        ptmx(rootfs)?;
+        dev_symlinks(rootfs)?;
+    }
     Ok(())
+}
+
+/// The pseudo-terminal multiplexer, a link into the container's devpts.
+const PTMX: &str = "/dev/ptmx";
+
+/// Make `/dev/ptmx` the link `pts/ptmx` when the container has its own devpts, replacing
+/// whatever is there: a terminal opened in the container then comes from its own devpts.
+fn ptmx(rootfs: &Path) -> Result<()> {
+    let pts = inside(rootfs, "/dev/pts")?;
+    if !pts.is_dir() {
+        return Ok(());
+    }
+    // The link itself, not where an existing link points.
+    let at = inside(rootfs, "/dev")?.join("ptmx");
+    match fs::remove_file(&at) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("replacing", &at)(e)),
+    }
+    symlink("pts/ptmx", &at).map_err(Error::io("creating symlink", &at))
 }
 
 /// Devices every container gets when its `/dev` is not the host's (runc's list).
@@ -86,6 +113,9 @@ fn make_device(
             )
             .map_err(failed("binding device", path))
         }
+        // Something that could not be removed is there already (a node bound by a mount):
+        // keep it, as runc does.
+        Err(nix::Error::EEXIST) => Ok(()),
         Err(e) => Err(failed("creating device", path)(e)),
     }
 }
@@ -118,16 +148,13 @@ fn spec_device(rootfs: &Path, dev: &LinuxDevice) -> Result<()> {
 }
 
 fn dev_symlinks(rootfs: &Path) -> Result<()> {
-    let mut links = vec![
+    let links = [
         ("/proc/self/fd", "/dev/fd"),
         ("/proc/self/fd/0", "/dev/stdin"),
         ("/proc/self/fd/1", "/dev/stdout"),
         ("/proc/self/fd/2", "/dev/stderr"),
         ("/proc/kcore", "/dev/core"),
     ];
-    if inside(rootfs, "/dev/pts")?.is_dir() {
-        links.push(("pts/ptmx", "/dev/ptmx"));
-    }
     for (target, link) in links {
         let at = inside(rootfs, link)?;
         if fs::symlink_metadata(&at).is_ok() {

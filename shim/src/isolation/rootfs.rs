@@ -22,6 +22,9 @@ pub fn setup(spec: &Spec, rootfs: &Path, entered: &Entered) -> Result<()> {
     let propagation = rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
     mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
         .map_err(failed("setting propagation of", "/"))?;
+    if propagation.contains(MsFlags::MS_SHARED) {
+        make_private(rootfs)?;
+    }
     mount(
         Some(rootfs),
         rootfs,
@@ -30,9 +33,6 @@ pub fn setup(spec: &Spec, rootfs: &Path, entered: &Entered) -> Result<()> {
         None::<&str>,
     )
     .map_err(failed("binding the rootfs", rootfs))?;
-    if propagation.contains(MsFlags::MS_SHARED) {
-        make_parent_private(rootfs)?;
-    }
 
     let mounts = spec.mounts().clone().unwrap_or_default();
     let mut own_dev = false;
@@ -74,10 +74,12 @@ pub fn finish(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// pivot_root requires the parent mount of the new root not to be shared: walk up from the
-/// rootfs to the nearest mount point and make it private.
-fn make_parent_private(rootfs: &Path) -> Result<()> {
-    let mut dir = rootfs.parent();
+/// pivot_root refuses a new root that is shared or whose parent mount is: before the
+/// rootfs is bound onto itself (the bind would join a shared mount's peers), make the mount
+/// it is on (the rootfs itself when containerd mounted it) private, in this mount namespace
+/// only. Only needed when `rootfsPropagation` made everything shared (`rshared`).
+fn make_private(rootfs: &Path) -> Result<()> {
+    let mut dir = Some(rootfs);
     while let Some(d) = dir {
         match mount(
             None::<&str>,
@@ -141,8 +143,9 @@ fn mount_one(rootfs: &Path, m: &Mount, entered: &Entered) -> Result<()> {
         let result = mount(Some(source.as_str()), &dest, typ, opts.flags, data);
         match result {
             Ok(()) => {}
-            // sysfs belongs to a network namespace: sharing the host's (or a pod's), bind the
-            // host's /sys read-only as runc does.
+            // sysfs belongs to a network namespace: where a fresh one is refused (a namespace
+            // shared with the host or a pod), bind the host's /sys with the mount's own flags
+            // (read-only as specs ask; writable for a privileged container), as crun does.
             Err(nix::Error::EPERM) if typ == Some("sysfs") && !entered.new_net_ns => {
                 mount(
                     Some("/sys"),
@@ -152,13 +155,10 @@ fn mount_one(rootfs: &Path, m: &Mount, entered: &Entered) -> Result<()> {
                     None::<&str>,
                 )
                 .map_err(failed("bind-mounting /sys at", &destination))?;
-                remount(
-                    &dest,
-                    MsFlags::MS_RDONLY
-                        | MsFlags::MS_NOSUID
-                        | MsFlags::MS_NODEV
-                        | MsFlags::MS_NOEXEC,
-                )?;
+                let flags = opts.remount_flags();
+                if !flags.is_empty() {
+                    remount(&dest, flags)?;
+                }
             }
             Err(e) => {
                 return Err(failed(
