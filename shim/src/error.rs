@@ -27,10 +27,6 @@ pub enum Error {
     ProcessFinished { id: String },
     #[error("{method} is not implemented by wasmlet yet")]
     Unimplemented { method: &'static str },
-    #[error(
-        "terminal (tty) is not supported: WebAssembly workloads have no console; run without -t"
-    )]
-    TerminalUnsupported,
     #[error("unsupported stdio URI {uri:?}: only FIFOs, file:// and empty paths are supported")]
     UnsupportedStdio { uri: String },
     #[error("invalid signal {signal}")]
@@ -112,8 +108,7 @@ impl Error {
             Error::TaskExists { .. } | Error::ExecExists { .. } => Code::ALREADY_EXISTS,
             Error::IllegalTransition(_) => Code::FAILED_PRECONDITION,
             Error::Unimplemented { .. } => Code::UNIMPLEMENTED,
-            Error::TerminalUnsupported
-            | Error::UnsupportedStdio { .. }
+            Error::UnsupportedStdio { .. }
             | Error::InvalidSignal { .. }
             | Error::ModuleInvalid { .. }
             | Error::SpecInvalid { .. }
@@ -187,7 +182,6 @@ mod tests {
                 Error::Unimplemented { method: "Pause" },
                 Code::UNIMPLEMENTED,
             ),
-            (Error::TerminalUnsupported, Code::INVALID_ARGUMENT),
             (
                 Error::UnsupportedStdio {
                     uri: "binary:///x".into(),

@@ -1,7 +1,7 @@
 //! Every `unsafe` block of the shim outside the engine files lives here, each with its
 //! `SAFETY:` argument: the pre-exec hook of the workload process, the adoption of its
 //! control socket, the fork into the container's init, exiting without exit handlers,
-//! recursive mount attributes, and signal dispositions and masks.
+//! recursive mount attributes, terminal ioctls, and signal dispositions and masks.
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -119,6 +119,97 @@ pub fn mount_setattr_recursive(path: &std::path::Path, set: u64, clear: u64) -> 
     } else {
         Ok(())
     }
+}
+
+/// Make the terminal open on `tty` the calling process's controlling terminal (it must lead
+/// a session without one).
+pub fn set_controlling_terminal(tty: &impl std::os::fd::AsRawFd) -> nix::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal from another session)
+    // and reads no memory of ours.
+    let r = unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    if r < 0 {
+        Err(nix::Error::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Set the window size of the terminal whose master (or slave) is `tty`.
+pub fn set_window_size(tty: &impl std::os::fd::AsRawFd, rows: u16, cols: u16) -> nix::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize`, which lives on this stack frame for the call.
+    let r = unsafe {
+        libc::ioctl(
+            tty.as_raw_fd(),
+            libc::TIOCSWINSZ,
+            &size as *const libc::winsize,
+        )
+    };
+    if r < 0 {
+        Err(nix::Error::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// The window size (rows, columns) of the terminal `tty`.
+pub fn window_size(tty: &impl std::os::fd::AsRawFd) -> nix::Result<(u16, u16)> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the frame-local value passed.
+    let r = unsafe {
+        libc::ioctl(
+            tty.as_raw_fd(),
+            libc::TIOCGWINSZ,
+            &mut size as *mut libc::winsize,
+        )
+    };
+    if r < 0 {
+        Err(nix::Error::last())
+    } else {
+        Ok((size.ws_row, size.ws_col))
+    }
+}
+
+/// Read one byte from `sock` (`None` at end of stream), adding the descriptors that came
+/// with it (SCM_RIGHTS, opened close-on-exec) to `fds`.
+pub fn recv_byte(
+    sock: &UnixStream,
+    fds: &mut Vec<std::os::fd::OwnedFd>,
+) -> std::io::Result<Option<u8>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)?;
+    for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            // SAFETY: the kernel has just installed these descriptors in this process for
+            // this message; nothing else refers to them, so each is owned exactly once.
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok((msg.bytes == 1).then_some(byte[0]))
 }
 
 /// Signals whose default action ends a process.

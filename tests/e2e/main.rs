@@ -22,6 +22,7 @@ mod pods;
 mod restart;
 mod run;
 mod support;
+mod terminal;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -56,6 +57,7 @@ fn main() {
                 .chain(mounts::TESTS)
                 .chain(restart::TESTS)
                 .chain(pod_lifecycle::TESTS)
+                .chain(terminal::TESTS)
             {
                 // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
                 // libtest shows the kind as `[root]` before the name.

@@ -10,7 +10,7 @@ use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::cri::Cri;
 use wasmlet_tests::leaks;
 
-use crate::pods::{container, exited, one_pod_at_a_time, pod_config, BUSYBOX};
+use crate::pods::{container, exited, one_pod_at_a_time, pod_config, BUSYBOX, ISATTY};
 use crate::support::{cri_containerd, engine, private_cri_containerd, wait_for_cri, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
@@ -22,6 +22,7 @@ pub const TESTS: &[(&str, Test)] = &[
         "pods::exit_while_containerd_is_down_keeps_its_code",
         exit_while_down,
     ),
+    ("pods::tty_containers_get_a_terminal", tty_containers),
 ];
 
 /// critest's default: the containers share the pod's PID namespace (mode POD).
@@ -143,4 +144,48 @@ fn cgroup_empty(path: &str) -> bool {
     leaks::cgroup_dirs(path)
         .iter()
         .all(|d| std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty()))
+}
+
+/// Containers with `tty: true` (what `kubectl run -it`, `kubectl attach` and `kubectl debug`
+/// create): their output comes through a terminal of their own, native or wasm.
+fn tty_containers(engine_ctd: &Containerd) {
+    let engine = engine(engine_ctd);
+    let ctd = cri_containerd(engine_ctd);
+    let cri = Cri::connect(&ctd).expect("CRI connection");
+    let logs = tempfile::tempdir().unwrap();
+    let config = pod_config("tty", engine.name, logs.path());
+    let _one = one_pod_at_a_time();
+    let pod = cri
+        .run_pod(config.clone(), engine.name)
+        .expect("RunPodSandbox");
+    let tty = |mut c: k8s_cri::v1::ContainerConfig| {
+        c.tty = true;
+        c.stdin = true;
+        c
+    };
+    let shell = tty(container(
+        "shell",
+        BUSYBOX,
+        &["/bin/busybox", "sh", "-c", "/bin/busybox tty; echo done"],
+        0,
+    ));
+    let module = tty(container("module", ISATTY, &[], 0));
+    for (name, config_c, want) in [("shell", shell, "/dev/pts/0"), ("module", module, "tty")] {
+        let id = cri
+            .create(&pod, config_c, &config)
+            .expect("CreateContainer");
+        cri.start(&id).expect("StartContainer");
+        let s = exited(&cri, &id);
+        assert_eq!(s.exit_code, 0, "{name}: {s:?}");
+        let path = logs.path().join(format!("{name}.log"));
+        let mut log = String::new();
+        let logged = eventually(Duration::from_secs(10), || {
+            log = std::fs::read_to_string(&path).unwrap_or_default();
+            log.lines()
+                .any(|l| l.contains(" stdout ") && l.trim_end().ends_with(want))
+        });
+        assert!(logged, "{name}: {log:?}");
+    }
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
 }

@@ -36,6 +36,7 @@ pub(crate) const HELLO: &str = "docker.io/wasmlet/pod-hello:e2e";
 pub(crate) const EXIT42: &str = "docker.io/wasmlet/pod-exit42:e2e";
 pub(crate) const BUSYBOX: &str = "docker.io/wasmlet/pod-busybox:e2e";
 const HTTP: &str = "docker.io/wasmlet/pod-http-hello:e2e";
+pub(crate) const ISATTY: &str = "docker.io/wasmlet/pod-isatty:e2e";
 
 /// The static pause binary `make examples` builds for this host.
 fn pause_binary() -> std::path::PathBuf {
@@ -59,6 +60,7 @@ pub fn import_images(ctd: &Containerd) {
     import_image(ctd, K8S_NS, &module_image(HELLO, wat("hello")));
     import_image(ctd, K8S_NS, &module_image(EXIT42, wat("exit42")));
     import_image(ctd, K8S_NS, &module_image(HTTP, crate::http::http_hello()));
+    import_image(ctd, K8S_NS, &module_image(ISATTY, wat("isatty")));
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox");
     let mut image = OciImage::new(BUSYBOX).file("/bin/busybox", busybox, 0o755);
     image.entrypoint = vec!["/bin/busybox".into()];

@@ -6,6 +6,7 @@
 //! shim's side ([`crate::cgroups`]): the workload is already in it when it starts.
 
 pub mod cgroupfs;
+mod console;
 mod devices;
 mod join;
 mod mountpoint;
@@ -15,6 +16,7 @@ mod process;
 mod rootfs;
 pub mod seccomp;
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use oci_spec::runtime::Spec;
@@ -45,14 +47,27 @@ pub fn enter_pid_namespace(entered: &Entered) -> Result<()> {
     namespaces::enter_pid(entered)
 }
 
+/// Whether `spec`'s process asks for a terminal.
+pub fn wants_terminal(spec: &Spec) -> bool {
+    spec.process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
+}
+
 /// In the container's init: build its filesystem at `rootfs` and pivot into it, set the
-/// system attributes (sysctls before `/proc/sys` turns read-only), mask and protect paths,
-/// then drop privileges as the spec says.
-pub fn setup(spec: &Spec, rootfs: &Path, entered: &Entered) -> Result<()> {
+/// system attributes (sysctls before `/proc/sys` turns read-only), make its terminal if the
+/// spec asks for one (returning the master for the shim), mask and protect paths, then drop
+/// privileges as the spec says.
+pub fn setup(spec: &Spec, rootfs: &Path, entered: &Entered) -> Result<Option<OwnedFd>> {
     rootfs::setup(spec, rootfs, entered)?;
     process::system(spec, entered)?;
+    let console = wants_terminal(spec)
+        .then(|| console::attach(true))
+        .transpose()?;
     rootfs::finish(spec)?;
-    process::drop_privileges(spec)
+    process::drop_privileges(spec)?;
+    Ok(console)
 }
 
 /// Exec, before the fork: open the namespaces of the container's `init` and join its PID
@@ -62,9 +77,14 @@ pub fn prepare_join(init: u32) -> Result<Joined> {
 }
 
 /// Exec, in the new process: join the container's other namespaces (its root and mounts
-/// last), then drop privileges as `spec`'s process (the exec's) says. The container's
-/// filesystem and system attributes are its init's, set up already.
-pub fn finish_join(joined: Joined, spec: &Spec) -> Result<()> {
+/// last), make its terminal if asked (returning the master), then drop privileges as
+/// `spec`'s process (the exec's) says. The container's filesystem and system attributes are
+/// its init's, set up already.
+pub fn finish_join(joined: Joined, spec: &Spec) -> Result<Option<OwnedFd>> {
     join::finish(joined)?;
-    process::drop_privileges(spec)
+    let console = wants_terminal(spec)
+        .then(|| console::attach(false))
+        .transpose()?;
+    process::drop_privileges(spec)?;
+    Ok(console)
 }

@@ -74,6 +74,19 @@ fn cap_set(names: Option<&HashSet<oci_spec::runtime::Capability>>) -> CapsHashSe
     set
 }
 
+/// Give the process's user its terminal (the slave on stdio, opened as root), as runc does:
+/// a filesystem that refuses (read-only, no such owner) is no error.
+fn own_terminal(uid: Uid) {
+    use std::os::fd::AsFd;
+    if uid.is_root() {
+        return;
+    }
+    let stdin = std::io::stdin();
+    if let Err(e) = nix::unistd::fchown(stdin.as_fd(), Some(uid), None) {
+        log::warn!("giving the terminal to uid {uid}: {e}");
+    }
+}
+
 /// Everything that drops privilege, in the order that keeps each step possible: rlimits,
 /// seccomp (before losing CAP_SYS_ADMIN unless no_new_privileges is set), the bounding set,
 /// the user switch, the remaining capability sets, no_new_privileges, then seccomp if it
@@ -120,6 +133,9 @@ pub fn drop_privileges(spec: &Spec) -> Result<()> {
 
     let user = process.user();
     let (uid, gid) = (Uid::from_raw(user.uid()), Gid::from_raw(user.gid()));
+    if process.terminal().unwrap_or(false) {
+        own_terminal(uid);
+    }
     nix::sys::prctl::set_keepcaps(true).map_err(failed("keeping capabilities across", "setuid"))?;
     let groups: Vec<Gid> = user
         .additional_gids()

@@ -122,7 +122,8 @@ impl Task for TaskAdapter {
     }
 
     fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> Reply<Empty> {
-        reply("ResizePty", &req.id, self.svc.unimplemented("ResizePty"))
+        let id = req.id.clone();
+        reply("ResizePty", &id, empty(self.svc.resize_pty(req)))
     }
 
     fn checkpoint(&self, _: &TtrpcContext, req: CheckpointTaskRequest) -> Reply<Empty> {

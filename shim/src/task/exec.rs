@@ -32,16 +32,15 @@ pub fn parse_process(req: &ExecProcessRequest) -> Result<Process> {
 impl<L: Launcher, S: EventSink> TaskService<L, S> {
     /// Exec: create process `exec_id` in task `id`'s container, up to Start.
     pub fn exec(&self, req: ExecProcessRequest) -> Result<()> {
-        if req.terminal {
-            return Err(Error::TerminalUnsupported);
-        }
         if req.exec_id.is_empty() {
             return Err(Error::SpecInvalid {
                 field: "exec_id".into(),
                 message: "an exec needs an id".into(),
             });
         }
-        let process = parse_process(&req)?;
+        let mut process = parse_process(&req)?;
+        // The request decides, as for runc's shim.
+        process.set_terminal(Some(req.terminal));
         let name = label(&req.id, &req.exec_id);
         let init = {
             let mut reg = self.lock();
@@ -59,6 +58,7 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
+            terminal: req.terminal,
         };
         // Outside the registry lock: preparing a module can take a while.
         let instance: Arc<dyn Instance> = init

@@ -119,6 +119,8 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
             }
         }
         proc.exit = Some(exit);
+        // A terminal's output is drained and ended now, so that containerd sees its end.
+        proc.instance.exited();
         if exec_id.is_empty() && proc.instance.out_of_memory() {
             self.events.publish(Box::new(TaskOOM {
                 container_id: id.to_string(),

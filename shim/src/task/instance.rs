@@ -23,6 +23,8 @@ pub struct StdioPaths {
     pub stdin: String,
     pub stdout: String,
     pub stderr: String,
+    /// The process has a terminal (stdout carries it; stderr is not used).
+    pub terminal: bool,
 }
 
 /// What a launcher needs to create one workload.
@@ -62,6 +64,12 @@ pub trait Instance: Send + Sync {
     fn signal(&self, signal: i32, all: bool) -> Result<()>;
     /// Close the workload's stdin (containerd's CloseIO).
     fn close_stdin(&self);
+    /// ResizePty: the size of the process's terminal; nothing without one.
+    fn resize_pty(&self, _cols: u32, _rows: u32) -> Result<()> {
+        Ok(())
+    }
+    /// The process has exited (its output may still be drained).
+    fn exited(&self) {}
     /// Whether the workload, now exited, was stopped for exceeding its memory limit (by
     /// the engine's cap or by the kernel's OOM killer in its cgroup).
     fn out_of_memory(&self) -> bool;

@@ -1,5 +1,5 @@
-//! The lifecycle RPCs of a task's processes: Create, Start, Kill, Delete, State, Wait and
-//! CloseIO, each a plain function of the [`TaskService`], every status change through the
+//! The lifecycle RPCs of a task's processes: Create, Start, Kill, Delete, State, Wait,
+//! CloseIO and ResizePty, each a plain function of the [`TaskService`], every status change through the
 //! state machine ([`super::state`]).
 
 use std::collections::HashMap;
@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use containerd_shim::api::{
     CloseIORequest, CreateTaskRequest, CreateTaskResponse, DeleteRequest, DeleteResponse,
-    KillRequest, StartRequest, StartResponse, StateRequest, StateResponse, WaitRequest,
-    WaitResponse,
+    KillRequest, ResizePtyRequest, StartRequest, StartResponse, StateRequest, StateResponse,
+    WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExecStarted, TaskIO, TaskOOM, TaskStart,
@@ -25,9 +25,6 @@ use crate::task::events::EventSink;
 impl<L: Launcher, S: EventSink> TaskService<L, S> {
     /// Create: launch the workload up to Start.
     pub fn create(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
-        if req.terminal {
-            return Err(Error::TerminalUnsupported);
-        }
         if !req.checkpoint.is_empty() {
             return Err(Error::Unimplemented {
                 method: "Create from a checkpoint",
@@ -53,6 +50,7 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
                 stdin: req.stdin.clone(),
                 stdout: req.stdout.clone(),
                 stderr: req.stderr.clone(),
+                terminal: req.terminal,
             },
         };
         let instance: Arc<dyn Instance> = self.launcher.launch(&launch)?.into();
@@ -74,7 +72,7 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
                 stdin: req.stdin.clone(),
                 stdout: req.stdout.clone(),
                 stderr: req.stderr.clone(),
-                terminal: false,
+                terminal: req.terminal,
                 ..Default::default()
             }),
             pid,
@@ -230,7 +228,7 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
             stdin: proc.stdio.stdin.clone(),
             stdout: proc.stdio.stdout.clone(),
             stderr: proc.stdio.stderr.clone(),
-            terminal: false,
+            terminal: proc.stdio.terminal,
             exit_status: proc.exit.map(|e| e.code).unwrap_or_default(),
             exited_at: proc.exit.map(|e| timestamp(e.at)).unwrap_or_default(),
             ..Default::default()
@@ -257,5 +255,12 @@ impl<L: Launcher, S: EventSink> TaskService<L, S> {
             proc.instance.close_stdin();
         }
         Ok(())
+    }
+
+    /// ResizePty: the new size of a process's terminal (nothing for one without).
+    pub fn resize_pty(&self, req: ResizePtyRequest) -> Result<()> {
+        let mut reg = self.lock();
+        let proc = Self::process(&mut reg, &req.id, &req.exec_id)?;
+        proc.instance.resize_pty(req.width, req.height)
     }
 }

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use containerd_shim::api::{
     CloseIORequest, ConnectRequest, CreateTaskRequest, DeleteRequest, KillRequest, PauseRequest,
-    PidsRequest, ResumeRequest, ShutdownRequest, StartRequest, StateRequest, StateResponse,
-    StatsRequest, Status as ApiStatus, UpdateTaskRequest,
+    PidsRequest, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest, StateRequest,
+    StateResponse, StatsRequest, Status as ApiStatus, UpdateTaskRequest,
 };
 use containerd_shim::protos::events::task::{TaskDelete, TaskExit};
 use containerd_shim::protos::protobuf::MessageDyn;
@@ -64,6 +64,11 @@ impl Instance for StubInstance {
             .unwrap()
             .push(format!("close_stdin {}", self.pid));
     }
+    fn resize_pty(&self, cols: u32, rows: u32) -> Result<()> {
+        let msg = format!("resize {} {cols}x{rows}", self.pid);
+        self.journal.calls.lock().unwrap().push(msg);
+        Ok(())
+    }
     fn out_of_memory(&self) -> bool {
         self.oom
     }
@@ -96,7 +101,11 @@ impl Instance for StubInstance {
     fn exec(&self, req: &crate::task::instance::ExecRequest) -> Result<Box<dyn Instance>> {
         let pid = 2000 + self.journal.next_exec.fetch_add(1, Ordering::SeqCst);
         let args = req.process.args().clone().unwrap_or_default().join(" ");
-        let msg = format!("exec {} {} as {pid}: {args}", self.pid, req.exec_id);
+        let tty = match req.process.terminal() {
+            Some(true) => " (tty)",
+            _ => "",
+        };
+        let msg = format!("exec {} {} as {pid}: {args}{tty}", self.pid, req.exec_id);
         self.journal.calls.lock().unwrap().push(msg);
         Ok(Box::new(StubInstance {
             pid,
@@ -317,7 +326,7 @@ fn delete_of_created_task_kills_and_waits() {
 }
 
 #[test]
-fn unknown_ids_execs_and_terminals() {
+fn unknown_ids_and_duplicates() {
     let f = fixture();
     assert_eq!(
         f.svc.start(start_req("nope")).unwrap_err().code(),
@@ -333,20 +342,48 @@ fn unknown_ids_execs_and_terminals() {
         })
         .unwrap_err();
     assert_eq!(err.code(), Code::NOT_FOUND);
-    let err = f
-        .svc
-        .create(CreateTaskRequest {
-            id: "t".into(),
-            terminal: true,
-            ..Default::default()
-        })
-        .unwrap_err();
-    assert_eq!(err.code(), Code::INVALID_ARGUMENT);
-    assert!(err.to_string().contains("terminal"));
     assert_eq!(
         create(&f.svc, "e").unwrap_err().code(),
         Code::ALREADY_EXISTS
     );
+}
+
+#[test]
+fn terminals_are_reported_and_resized() {
+    let f = fixture();
+    let pid = f
+        .svc
+        .create(CreateTaskRequest {
+            id: "t".into(),
+            terminal: true,
+            stdin: "/fifo/in".into(),
+            stdout: "/fifo/out".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .pid;
+    assert!(state(&f.svc, "t").terminal);
+    f.svc
+        .resize_pty(ResizePtyRequest {
+            id: "t".into(),
+            width: 80,
+            height: 24,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(f
+        .launcher
+        .journal
+        .calls()
+        .contains(&format!("resize {pid} 80x24")));
+    let err = f
+        .svc
+        .resize_pty(ResizePtyRequest {
+            id: "none".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NOT_FOUND);
 }
 
 #[test]

@@ -84,6 +84,11 @@ impl Launcher for ProcessLauncher {
         let cgroup = Arc::new(Cgroup::open(&cgroup_path)?);
         let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
         let shares_pid_namespace = !crate::isolation::namespaces::has_own_pid_namespace(&spec);
+        // The request decides whether the process has a terminal, as for runc's shim.
+        let mut spec = spec;
+        if let Some(process) = spec.process_mut() {
+            process.set_terminal(Some(req.stdio.terminal));
+        }
         let request = WorkloadRequest {
             id: req.id.clone(),
             plan,
@@ -228,6 +233,14 @@ impl Instance for ProcessInstance {
         self.control.close_stdin()
     }
 
+    fn resize_pty(&self, cols: u32, rows: u32) -> Result<()> {
+        self.control.resize(cols, rows)
+    }
+
+    fn exited(&self) {
+        self.control.exited()
+    }
+
     fn exec(&self, req: &ExecRequest) -> Result<Box<dyn Instance>> {
         let bundle = self.state_path.parent().unwrap_or(Path::new("/"));
         let mut spec = wasmlet_oci::spec::load(bundle)?;
@@ -361,6 +374,14 @@ impl Instance for ExecInstance {
 
     fn close_stdin(&self) {
         self.control.close_stdin()
+    }
+
+    fn resize_pty(&self, cols: u32, rows: u32) -> Result<()> {
+        self.control.resize(cols, rows)
+    }
+
+    fn exited(&self) {
+        self.control.exited()
     }
 
     fn out_of_memory(&self) -> bool {

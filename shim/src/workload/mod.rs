@@ -4,8 +4,10 @@
 //! ([`rootfs_mount`]), opens the standard streams ([`stdio`]) and starts a workload process
 //! through [`spawn`], the one path for a container's init and for each Exec. The workload
 //! process ([`process`]) is this very binary re-executed; [`protocol`] is what the shim and
-//! it say to each other on the control socket.
+//! it say to each other on the control socket. A process with a terminal hands its master
+//! back on that socket, and [`console`] copies it to and from containerd's FIFOs.
 
+pub mod console;
 pub mod launcher;
 pub mod process;
 pub mod protocol;

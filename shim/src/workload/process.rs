@@ -7,12 +7,15 @@
 
 use std::ffi::CString;
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::sync::Mutex;
 
 use containerd_shim::protos::ttrpc::Code;
 use wasmlet_oci::WasmKind;
 
-use super::protocol::{recv, send, Ready, Spawned, WorkloadRequest, START, WORKLOAD_ARG};
+use super::protocol::{
+    recv, send, send_with_fd, Ready, Spawned, WorkloadRequest, START, WORKLOAD_ARG,
+};
 use crate::engine::{Engine, Loaded, Prepared};
 use crate::error::{Error, Result};
 use crate::image::cache::ModuleCache;
@@ -85,6 +88,7 @@ fn refusal(e: &Error) -> Ready {
         error: Some(e.to_string()),
         invalid_input: e.code() == Code::INVALID_ARGUMENT,
         notes: take_notes(),
+        console: false,
     }
 }
 
@@ -173,8 +177,8 @@ fn serve<E: Engine>() -> Result<i32> {
             Isolation::Own(entered) => crate::isolation::setup(&req.spec, &req.rootfs, &entered),
             Isolation::Join(joined) => crate::isolation::finish_join(joined, &req.spec),
         }
-        .and_then(|()| match loaded {
-            Some(loaded) => loaded.link(&req.plan).map(Runnable::Wasm),
+        .and_then(|console| match loaded {
+            Some(loaded) => loaded.link(&req.plan).map(|p| (Runnable::Wasm(p), console)),
             None => {
                 let args = req
                     .plan
@@ -188,18 +192,20 @@ fn serve<E: Engine>() -> Result<i32> {
                     .iter()
                     .map(|(k, v)| cstring(&format!("{k}={v}"), "process.env"))
                     .collect::<Result<Vec<_>>>()?;
-                Ok(Runnable::Native {
+                let native = Runnable::Native {
                     path: cstring(&req.plan.entrypoint.guest_path, "process.args")?,
                     args,
                     env,
-                })
+                };
+                Ok((native, console))
             }
         })
-        .map(|r| (r, oom_file))
+        .map(|(r, console)| (r, console, oom_file))
     });
     let ready = match &runnable {
-        Ok(_) => Ready {
+        Ok((_, console, _)) => Ready {
             notes: take_notes(),
+            console: console.is_some(),
             ..Ready::default()
         },
         Err(e) => refusal(e),
@@ -207,10 +213,13 @@ fn serve<E: Engine>() -> Result<i32> {
     // End of file once the parent has sent `Spawned`; nothing is ever written.
     let _ = after_spawned.read_to_end(&mut Vec::new());
     drop(after_spawned);
-    send(&mut ctl, &ready).map_err(io)?;
-    let Ok((runnable, mut oom_file)) = runnable else {
+    // The terminal's master goes to the shim with `Ready`; none stays in the container.
+    let master = runnable.as_ref().ok().and_then(|(_, c, _)| c.as_ref());
+    send_with_fd(&mut ctl, &ready, master.map(|m| m.as_fd())).map_err(io)?;
+    let Ok((runnable, console, mut oom_file)) = runnable else {
         return Ok(1);
     };
+    drop(console);
     let mut byte = [0u8; 1];
     match ctl.read(&mut byte) {
         Ok(1) if byte[0] == START => {}

@@ -2,8 +2,11 @@
 //! [`WorkloadRequest`] the shim sends, the `Spawned` and [`Ready`] answers (one JSON line
 //! each), and the start byte.
 
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use std::path::PathBuf;
 
 use wasmlet_oci::WasiPlan;
@@ -49,31 +52,98 @@ pub struct Ready {
     pub invalid_input: bool,
     /// Log lines from preparing (cache hits, recompiles), for the shim's log.
     pub notes: Vec<String>,
+    /// The process has a terminal: the pty's master comes with this message.
+    #[serde(default)]
+    pub console: bool,
 }
 
-/// Send one JSON line.
+/// Send one JSON line, with `fd` attached (SCM_RIGHTS) if given.
 pub fn send<T: serde::Serialize>(sock: &mut UnixStream, msg: &T) -> std::io::Result<()> {
+    send_with_fd(sock, msg, None)
+}
+
+/// Send one JSON line with a descriptor attached to it (the terminal's master).
+pub fn send_with_fd<T: serde::Serialize>(
+    sock: &mut UnixStream,
+    msg: &T,
+    fd: Option<BorrowedFd<'_>>,
+) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    sock.write_all(&line)
+    let Some(fd) = fd else {
+        return sock.write_all(&line);
+    };
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let sent = sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[std::io::IoSlice::new(&line)],
+        &cmsg,
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(std::io::Error::from)?;
+    // The descriptor went with the first byte; the rest of the line follows plainly.
+    sock.write_all(&line[sent..])
 }
 
 /// Receive one JSON line; `Ok(None)` at end of stream. Reads byte by byte so that nothing
 /// after the line is consumed (two processes answer on the same socket).
-pub fn recv<T: serde::de::DeserializeOwned>(mut sock: &UnixStream) -> std::io::Result<Option<T>> {
+pub fn recv<T: serde::de::DeserializeOwned>(sock: &UnixStream) -> std::io::Result<Option<T>> {
+    recv_with_fd(sock).map(|(msg, _)| msg)
+}
+
+/// Receive one JSON line and the descriptor that came with it, if any.
+pub fn recv_with_fd<T: serde::de::DeserializeOwned>(
+    sock: &UnixStream,
+) -> std::io::Result<(Option<T>, Option<OwnedFd>)> {
     let mut line = Vec::new();
-    let mut byte = [0u8; 1];
+    let mut fds = Vec::new();
     loop {
-        match sock.read(&mut byte) {
-            Ok(0) if line.is_empty() => return Ok(None),
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(_) if byte[0] == b'\n' => break,
-            Ok(_) => line.push(byte[0]),
+        match crate::sys::recv_byte(sock, &mut fds) {
+            Ok(None) if line.is_empty() => return Ok((None, None)),
+            Ok(None) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(Some(b'\n')) => break,
+            Ok(Some(byte)) => line.push(byte),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    serde_json::from_slice(&line)
-        .map(Some)
-        .map_err(std::io::Error::other)
+    let msg = serde_json::from_slice(&line).map_err(std::io::Error::other)?;
+    Ok((Some(msg), fds.into_iter().next()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn a_descriptor_travels_with_its_line_and_lines_stay_apart() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let (r, w) = std::io::pipe().unwrap();
+        let ready = Ready {
+            console: true,
+            ..Ready::default()
+        };
+        send_with_fd(&mut a, &ready, Some(w.as_fd())).unwrap();
+        send(&mut a, &Spawned { pid: 7 }).unwrap();
+        drop(w);
+        let (got, fd): (Option<Ready>, _) = recv_with_fd(&b).unwrap();
+        assert!(got.unwrap().console);
+        // The received descriptor is the pipe's write end: what is written there arrives.
+        let mut w = std::fs::File::from(fd.expect("a descriptor"));
+        w.write_all(b"through").unwrap();
+        drop(w);
+        let mut text = String::new();
+        let mut r = r;
+        r.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "through");
+        let next: Option<Spawned> = recv(&b).unwrap();
+        assert_eq!(next.unwrap().pid, 7);
+        drop(a);
+        assert!(recv::<Spawned>(&b).unwrap().is_none());
+    }
 }

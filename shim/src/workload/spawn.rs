@@ -15,7 +15,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
-use super::protocol::{recv, send, Ready, Spawned, WorkloadRequest, START, WORKLOAD_ARG};
+use super::console::Console;
+use super::protocol::{
+    recv, recv_with_fd, send, Ready, Spawned, WorkloadRequest, START, WORKLOAD_ARG,
+};
 use super::stdio::{self, StdioGuard};
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
@@ -51,7 +54,7 @@ pub fn spawn(
     cgroup: &Cgroup,
     resources: Option<&LinuxResources>,
 ) -> Result<Control> {
-    let (child_io, io_guard) = stdio::open(stdio)?;
+    let (child_io, mut io_guard) = stdio::open(stdio)?;
     let (mut ctl, theirs) =
         UnixStream::pair().map_err(Error::io("creating control socket for", &request.rootfs))?;
     let mut cmd = Command::new("/proc/self/exe");
@@ -90,9 +93,8 @@ pub fn spawn(
         .ok_or_else(|| died(String::new()))?;
     let pid = spawned.pid;
     unwind.pids.push(pid);
-    let ready: Ready = recv(&ctl)
-        .map_err(|e| died(format!(": {e}")))?
-        .ok_or_else(|| died(String::new()))?;
+    let (ready, master) = recv_with_fd::<Ready>(&ctl).map_err(|e| died(format!(": {e}")))?;
+    let ready = ready.ok_or_else(|| died(String::new()))?;
     let module = &request.plan.entrypoint.guest_path;
     for note in &ready.notes {
         log::info!("{}: {module}: {note}", request.id);
@@ -103,12 +105,24 @@ pub fn spawn(
             invalid_input: ready.invalid_input,
         });
     }
+    let console = match (ready.console, master, io_guard.take_terminal()) {
+        (true, Some(master), Some(streams)) => Some(Console::start(master, streams)?),
+        (false, None, None) => None,
+        (console, master, _) => {
+            return Err(died(format!(
+                ": terminal mismatch (asked: {}, reported: {console}, master received: {})",
+                stdio.terminal,
+                master.is_some()
+            )))
+        }
+    };
     unwind.pids.clear();
     Ok(Control {
         pid,
         helper,
         ctl: Mutex::new(Some(ctl)),
         io: Mutex::new(Some(io_guard)),
+        console: Mutex::new(console),
     })
 }
 
@@ -121,6 +135,8 @@ pub struct Control {
     pub helper: u32,
     ctl: Mutex<Option<UnixStream>>,
     io: Mutex<Option<StdioGuard>>,
+    /// The copy of the process's terminal, if it has one.
+    console: Mutex<Option<Console>>,
 }
 
 impl Control {
@@ -142,10 +158,39 @@ impl Control {
         }
     }
 
+    /// ResizePty; nothing for a process without a terminal.
+    pub fn resize(&self, cols: u32, rows: u32) -> Result<()> {
+        match self
+            .console
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(console) => console.resize(cols, rows),
+            None => Ok(()),
+        }
+    }
+
+    /// The process has exited: its terminal's output is drained and ended.
+    pub fn exited(&self) {
+        if let Some(console) = self
+            .console
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            console.exited();
+        }
+    }
+
     /// Close the control socket (a workload not started yet then exits without running)
-    /// and the standard streams.
+    /// and the standard streams (a terminal's copy drains first).
     pub fn release(&self) {
         self.ctl.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.console
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         self.io.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }

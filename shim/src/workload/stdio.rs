@@ -8,6 +8,10 @@
 //!
 //! stdin: a thread copies the FIFO into a pipe, so the workload sees end-of-file when the
 //! client closes its side or containerd calls CloseIO.
+//!
+//! A process with a terminal starts with `/dev/null` on all three: the terminal it makes in
+//! the container replaces them, and the shim keeps the FIFOs (stdout, and stdin's pipe) for
+//! the terminal's copy ([`super::console`]). A terminal has no stderr: its path is ignored.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -16,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::console::Streams;
 use crate::error::{Error, Result};
 use crate::task::instance::StdioPaths;
 
@@ -30,6 +35,8 @@ pub struct ChildStdio {
 pub struct StdioGuard {
     _held: Vec<File>,
     stdin: Option<StdinFeed>,
+    /// With a terminal: the streams its copy takes once the terminal exists.
+    terminal: Option<Streams>,
 }
 
 struct StdinFeed {
@@ -43,7 +50,11 @@ struct StdinFeed {
 pub fn open(paths: &StdioPaths) -> Result<(ChildStdio, StdioGuard)> {
     let mut held = Vec::new();
     let stdout = open_output(&paths.stdout, &mut held)?;
-    let stderr = open_output(&paths.stderr, &mut held)?;
+    let stderr = if paths.terminal {
+        dev_null(true)?
+    } else {
+        open_output(&paths.stderr, &mut held)?
+    };
     let (stdin, feed) = if paths.stdin.is_empty() {
         (dev_null(false)?, None)
     } else {
@@ -51,17 +62,35 @@ pub fn open(paths: &StdioPaths) -> Result<(ChildStdio, StdioGuard)> {
         let (reader, feed) = StdinFeed::spawn(Path::new(&paths.stdin))?;
         (reader, Some(feed))
     };
-    Ok((
-        ChildStdio {
+    if !paths.terminal {
+        let child = ChildStdio {
             stdin,
             stdout,
             stderr,
-        },
-        StdioGuard {
+        };
+        let guard = StdioGuard {
             _held: held,
             stdin: feed,
-        },
-    ))
+            terminal: None,
+        };
+        return Ok((child, guard));
+    }
+    let child = ChildStdio {
+        stdin: dev_null(false)?,
+        stdout: dev_null(true)?,
+        stderr,
+    };
+    let streams = Streams {
+        stdout,
+        held,
+        stdin: feed.is_some().then_some(stdin),
+    };
+    let guard = StdioGuard {
+        _held: Vec::new(),
+        stdin: feed,
+        terminal: Some(streams),
+    };
+    Ok((child, guard))
 }
 
 fn dev_null(write: bool) -> Result<File> {
@@ -154,6 +183,11 @@ impl StdinFeed {
 }
 
 impl StdioGuard {
+    /// The streams for a terminal's copy (once), if the workload has a terminal.
+    pub fn take_terminal(&mut self) -> Option<Streams> {
+        self.terminal.take()
+    }
+
     /// CloseIO: the workload sees end-of-file on stdin once buffered input is delivered.
     pub fn close_stdin(&self) {
         if let Some(feed) = &self.stdin {
