@@ -38,7 +38,7 @@ pub const TESTS: &[(&str, Test)] = &[
 
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "hostname", "id", "grep", "wc", "ls", "sleep", "readlink", "dd", "mkdir",
-    "true", "tty", "stty",
+    "true", "tty", "stty", "mount", "test",
 ];
 
 /// A rootfs with a static busybox and its applets, readable by any user.
@@ -170,7 +170,12 @@ fn module_sees_its_container(ctd: &Containerd) {
 }
 
 /// containerd's default spec (`ctr oci spec`) for `args` in `dir`, as container `id`.
-fn default_spec(ctd: &Containerd, id: &str, dir: &Path, args: &[&str]) -> serde_json::Value {
+pub(crate) fn default_spec(
+    ctd: &Containerd,
+    id: &str,
+    dir: &Path,
+    args: &[&str],
+) -> serde_json::Value {
     let text = ctd
         .ctr(ns(ctd), &["oci", "spec"])
         .ok("ctr oci spec")
@@ -183,7 +188,11 @@ fn default_spec(ctd: &Containerd, id: &str, dir: &Path, args: &[&str]) -> serde_
 }
 
 /// `ctr run --rm --config <spec>` (the spec is used as it is).
-fn run_spec(ctd: &Containerd, id: &str, spec: &serde_json::Value) -> wasmlet_tests::cmd::Output {
+pub(crate) fn run_spec(
+    ctd: &Containerd,
+    id: &str,
+    spec: &serde_json::Value,
+) -> wasmlet_tests::cmd::Output {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), serde_json::to_vec(spec).unwrap()).unwrap();
     let path = file.path().to_string_lossy().into_owned();

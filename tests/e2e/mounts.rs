@@ -5,14 +5,18 @@
 
 use wasmlet_tests::containerd::Containerd;
 
-use crate::isolation::busybox_rootfs;
-use crate::support::{assert_clean, run_rootfs, Test};
+use crate::isolation::{busybox_rootfs, default_spec};
+use crate::support::{assert_clean, ns, rt, run_rootfs, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
     ("mounts::read_only_and_recursive_read_only_binds", rro),
     (
         "mounts::privileged_gets_host_devices_all_caps_and_writable_sys",
         privileged,
+    ),
+    (
+        "mounts::rshared_bind_propagates_both_ways",
+        rshared_propagates,
     ),
 ];
 
@@ -109,4 +113,107 @@ fn privileged(ctd: &Containerd) {
     );
     assert!(text.contains("sys=rw\n"), "{text}");
     assert_clean(ctd, "privileged");
+}
+
+/// A host directory bound onto itself and made shared, as kubelet prepares a volume for
+/// `mountPropagation: Bidirectional`; everything under it unmounted on drop.
+struct SharedDir {
+    dir: tempfile::TempDir,
+}
+
+impl SharedDir {
+    fn new() -> SharedDir {
+        use nix::mount::{mount, MsFlags};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        mount(
+            Some(p),
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .unwrap();
+        mount(
+            None::<&str>,
+            p,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .unwrap();
+        SharedDir { dir }
+    }
+}
+
+impl Drop for SharedDir {
+    fn drop(&mut self) {
+        wasmlet_tests::leaks::unmount_under(self.dir.path());
+    }
+}
+
+/// With `rootfsPropagation: rshared` and an `rshared` bind (what CRI makes of
+/// Bidirectional), a mount made in the container appears on the host and one made on the
+/// host appears in the container.
+fn rshared_propagates(ctd: &Containerd) {
+    let shared = SharedDir::new();
+    let host = shared.dir.path().to_path_buf();
+    std::fs::create_dir(host.join("fromhost")).unwrap();
+    let rootfs = busybox_rootfs(&[]);
+    let script = "mkdir -p /mnt/inner && mount --bind /bin /mnt/inner && \
+                  while ! test -e /mnt/fromhost/marker; do sleep 0.1; done; echo seen";
+    let mut spec = default_spec(ctd, "rshared", rootfs.path(), &["/bin/sh", "-c", script]);
+    spec["linux"]["rootfsPropagation"] = "rshared".into();
+    spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/mnt", "type": "bind", "source": host,
+            "options": ["rbind", "rshared", "rw"]
+        }));
+    for set in ["bounding", "effective", "permitted"] {
+        spec["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push("CAP_SYS_ADMIN".into());
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(&spec).unwrap()).unwrap();
+    let config = file.path().to_string_lossy().into_owned();
+    ctd.ctr(
+        ns(ctd),
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            rt(ctd),
+            "--config",
+            &config,
+            "rshared",
+        ],
+    )
+    .ok("ctr run -d --config");
+    // Container to host.
+    let inner = host.join("inner/busybox");
+    let up = wasmlet_tests::cmd::eventually(std::time::Duration::from_secs(10), || inner.exists());
+    assert!(up, "the container's mount did not reach the host");
+    // Host to container.
+    let fromhost = host.join("fromhost");
+    nix::mount::mount(
+        Some("tmpfs"),
+        &fromhost,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    std::fs::write(fromhost.join("marker"), b"").unwrap();
+    crate::lifecycle::wait_stopped(ctd, "rshared");
+    let out = ctd
+        .ctr(ns(ctd), &["task", "delete", "rshared"])
+        .ok("ctr task delete");
+    assert!(!out.stderr.contains("exit code"), "exit 0: {out:?}");
+    ctd.ctr(ns(ctd), &["container", "rm", "rshared"])
+        .ok("ctr container rm");
+    assert_clean(ctd, "rshared");
 }

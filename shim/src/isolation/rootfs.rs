@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::unistd::{chdir, pivot_root};
+use nix::unistd::{chdir, fchdir, pivot_root};
 use oci_spec::runtime::{Mount, Spec};
 
 use super::mountpoint::{create_target, inside, remount};
@@ -190,9 +190,13 @@ fn mount_one(rootfs: &Path, m: &Mount, entered: &Entered) -> Result<()> {
 
 /// Make `rootfs` the root: the old root is detached, never visible to the workload.
 fn pivot(rootfs: &Path) -> Result<()> {
+    // The old root, to act on it after the pivot: "." then names the new root, whose mounts
+    // must keep the propagation the spec gave them.
+    let old_root = fs::File::open("/").map_err(Error::io("opening", "/"))?;
     chdir(rootfs).map_err(failed("entering", rootfs))?;
     pivot_root(".", ".").map_err(failed("pivot_root into", rootfs))?;
-    // The old root is now stacked under "."; keep its unmount from propagating anywhere.
+    fchdir(&old_root).map_err(failed("entering", "the old root"))?;
+    // Keep the old root's unmount from propagating anywhere, then detach it.
     mount(
         None::<&str>,
         ".",
@@ -202,6 +206,7 @@ fn pivot(rootfs: &Path) -> Result<()> {
     )
     .map_err(failed("setting propagation of", "the old root"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(failed("detaching", "the old root"))?;
+    drop(old_root);
     chdir("/").map_err(failed("entering", "/"))
 }
 
