@@ -2,6 +2,7 @@
 #
 #   make demo     set up and run a wasm container through a private containerd
 #   make test     the whole test suite (unit + end-to-end; end-to-end needs root)
+#   make critest  CRI conformance: critest against each containerd's CRI, handler wasmtime
 #   make bench    start-to-exit time and memory against runc; HTTP req/s against wasmtime serve
 #   make installer-image  the node-installer image as an OCI archive (no Docker needed)
 #   make kind-e2e the Kubernetes path on a kind cluster (needs Docker, kind, kubectl)
@@ -33,7 +34,7 @@ SHIM_FEATURES := $(if $(filter wasmedge,$(ENGINES)),--features wasmlet-shim/wasm
 # The pause process of the locally built sandbox image: static, for this host.
 HOST_TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 
-.PHONY: all deps shared build examples test unit e2e demo bench install uninstall lint fmt clean kind-e2e installer-image
+.PHONY: all deps shared build examples test critest demo bench install uninstall lint fmt clean kind-e2e installer-image
 
 all: build
 
@@ -67,6 +68,12 @@ examples:
 # Unit tests (no root) and the end-to-end suite against a private containerd.
 test: deps build examples
 	WASMLET_SHIM_DIR=$(TARGET_DIR)/release WASMLET_ENGINES="$(ENGINES)" $(CARGO) test --release --workspace $(SHIM_FEATURES)
+
+# critest (cri-tools 1.36.0 of ../shared) against containerd's CRI with the wasmtime handler,
+# on each version (WASMLET_CONTAINERD picks one); part of `make test`. With
+# WASMLET_CRITEST_BASELINE=1 it also runs the runc handler and compares.
+critest: deps build
+	WASMLET_SHIM_DIR=$(TARGET_DIR)/release $(CARGO) test --release -p wasmlet-tests --test conformance -- --nocapture
 
 demo: deps build examples
 	WASMLET_SHIM_DIR=$(TARGET_DIR)/release $(TARGET_DIR)/release/wasmlet-demo

@@ -158,6 +158,23 @@ fn containerd_2_uses_the_v3_schema() {
     round_trip(&node, &config, &original, V3, "containerd");
 }
 
+/// What `containerd config default` of 2.3 writes: schema version 4, single-quoted keys.
+#[test]
+fn containerd_2_3_default_config_version_4() {
+    let node = Node::new();
+    let original = fixture("containerd-2.3.toml");
+    assert!(original.contains("\nversion = 4\n"));
+    let config = node.put("etc/containerd/config.toml", &original);
+    round_trip(&node, &config, &original, V3, "containerd");
+    // The runtime table is the default one's, never a second (1.x) plugin table.
+    node.run("install", "wasmtime");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        !text.contains("io.containerd.grpc.v1.cri\".containerd"),
+        "{text}"
+    );
+}
+
 #[test]
 fn k3s_and_rke2_edit_the_template() {
     for (flavour, dir, file) in [

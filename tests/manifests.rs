@@ -167,6 +167,16 @@ fn scripts_parse_and_kind_node_registers_wasmtime() {
         );
     }
     let dockerfile = std::fs::read_to_string(deploy("kind/Dockerfile")).unwrap();
-    assert!(dockerfile.contains("containerd-shim-wasmtime-v1 /usr/local/bin/"));
-    assert!(dockerfile.contains("deploy/containerd/config-1.x.toml"));
+    assert!(
+        dockerfile.contains("COPY target/release/containerd-shim-wasmtime-v1 /tmp/wasmlet-bin/")
+    );
+    assert!(dockerfile.contains("SHIM_SOURCE=/tmp/wasmlet-bin ENGINES=wasmtime"));
+    assert!(dockerfile.contains("install.sh install"));
+    // A Kubernetes release whose kind node runs containerd 2.x (kind's v1.32 and later).
+    let tag = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ARG KIND_NODE_IMAGE=kindest/node:v1."))
+        .expect("the kind node image");
+    let minor: u32 = tag.split('.').next().unwrap().parse().unwrap();
+    assert!(minor >= 32, "kindest/node:v1.{tag} runs containerd 1.x");
 }

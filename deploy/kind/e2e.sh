@@ -26,6 +26,12 @@ trap 'kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true; rm -rf "$wo
 
 TARGET_DIR="${CARGO_TARGET_DIR:-target}" deploy/kind/images.sh "$work" kind-e2e
 kind create cluster --name "$CLUSTER" --image "$NODE_IMAGE" --wait 120s
+runtime=$(kubectl get nodes -o jsonpath='{.items[0].status.nodeInfo.containerRuntimeVersion}')
+echo "node runtime: $runtime"
+case "$runtime" in
+  containerd://2.*) ;;
+  *) echo "kind-e2e expects a node with containerd 2.x (KIND_NODE_IMAGE in deploy/kind/Dockerfile)" >&2; exit 1 ;;
+esac
 kind load image-archive --name "$CLUSTER" "$work/hello.tar"
 kind load image-archive --name "$CLUSTER" "$work/http-hello.tar"
 

@@ -17,6 +17,7 @@ mod info;
 mod isolation;
 mod lifecycle;
 mod mounts;
+mod node_install;
 mod pod_lifecycle;
 mod pods;
 mod restart;
@@ -70,7 +71,7 @@ fn main() {
             }
         }
         // Engine-neutral tests: once per version, on the first engine's containerd.
-        for (name, test) in deploy_images::TESTS {
+        for (name, test) in deploy_images::TESTS.iter().chain(node_install::TESTS) {
             let trial = Trial::test(format!("{prefix}::{name}"), move || {
                 test(&support::containerd(flavour, &support::ENGINES[0]));
                 Ok(())

@@ -120,6 +120,8 @@ pub struct Options {
     /// Enable the CRI plugin (runtime handlers `wasmtime`/`wasmedge`, a local sandbox image,
     /// CNI on a loopback-range bridge) with this subnet, as kubelet's containerd would be.
     pub cri_subnet: Option<String>,
+    /// The sandbox (pause) image CRI uses; [`PAUSE_IMAGE`] unless a test brings its own.
+    pub sandbox_image: String,
 }
 
 /// The sandbox (pause) image the CRI tests build and import; nothing can be pulled.
@@ -137,6 +139,7 @@ impl Options {
             log_level: std::env::var("WASMLET_CONTAINERD_LOG").unwrap_or_else(|_| "info".into()),
             extra_config: String::new(),
             cri_subnet: None,
+            sandbox_image: PAUSE_IMAGE.to_string(),
         }
     }
 }
@@ -177,6 +180,15 @@ pub fn unavailable_reason(opts: &Options) -> Option<String> {
 impl Containerd {
     /// Start containerd and wait until it answers.
     pub fn start(opts: &Options) -> Result<Containerd, String> {
+        Containerd::start_with(opts, |dir, address| config(opts, dir, address))
+    }
+
+    /// Start containerd on the config `make_config` writes for its directory and gRPC
+    /// address (a node's own config, say); `opts` gives the version and the shims' `PATH`.
+    pub fn start_with(
+        opts: &Options,
+        make_config: impl FnOnce(&Path, &Path) -> Result<String, String>,
+    ) -> Result<Containerd, String> {
         let tmp = tempfile::Builder::new()
             .prefix("wasmlet-ctd-")
             .tempdir_in("/tmp")
@@ -184,7 +196,7 @@ impl Containerd {
         let dir = tmp.path().to_path_buf();
         let address = dir.join("containerd.sock");
         let cache_dir = dir.join("cache");
-        std::fs::write(dir.join("config.toml"), config(opts, &dir, &address)?)
+        std::fs::write(dir.join("config.toml"), make_config(&dir, &address)?)
             .map_err(|e| e.to_string())?;
         let path = format!(
             "{}:{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -408,6 +420,10 @@ fn cri_config(opts: &Options, dir: &Path, subnet: &str) -> Result<String, String
             "bridge": bridge_name(dir),
             "subnet": subnet,
             "gateway": gateway,
+        }, {
+            // Pods' hostPort mappings (critest's port-mapping tests).
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
         }]
     });
     std::fs::write(
@@ -417,11 +433,12 @@ fn cri_config(opts: &Options, dir: &Path, subnet: &str) -> Result<String, String
     .map_err(|e| e.to_string())?;
     let ours = opts.flavour.runtime_entries()?;
     let (cni, bin) = (cni.display(), bin.display());
+    let sandbox = &opts.sandbox_image;
     Ok(if opts.flavour.config_version >= 3 {
         format!(
             r#"
 [plugins."io.containerd.cri.v1.images".pinned_images]
-  sandbox = "{PAUSE_IMAGE}"
+  sandbox = "{sandbox}"
 
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
@@ -441,7 +458,7 @@ fn cri_config(opts: &Options, dir: &Path, subnet: &str) -> Result<String, String
         format!(
             r#"
 [plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE_IMAGE}"
+  sandbox_image = "{sandbox}"
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"

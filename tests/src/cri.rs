@@ -157,6 +157,13 @@ impl Cri {
             })
     }
 
+    /// Status with its details (what `crictl info` shows): the runtime handlers with their
+    /// features, and the `info` map (`config`: the CRI plugin's configuration, as JSON).
+    pub fn runtime_status(&self) -> Result<StatusResponse, String> {
+        let req = StatusRequest { verbose: true };
+        self.call(|mut c| async move { c.status(req).await })
+    }
+
     pub fn pods(&self) -> Result<Vec<PodSandbox>, String> {
         let req = ListPodSandboxRequest { filter: None };
         self.call(|mut c| async move { c.list_pod_sandbox(req).await })

@@ -7,6 +7,7 @@
 //! - [`cmd`]: running commands with a deadline.
 //! - [`containerd`]: starting, driving and stopping the private containerd.
 //! - [`cri`]: the CRI calls kubelet makes, for the pod tests.
+//! - [`critest`]: cri-tools' CRI validation suite, run and read back.
 //! - [`fixtures`]: the `.wat` fixtures, rootfs directories and images built from them.
 //! - [`http`]: a small HTTP/1.1 client for the HTTP tests and bench.
 //! - [`leaks`]: finding processes, mounts, sockets and state a container left behind.
@@ -15,6 +16,7 @@ pub mod api;
 pub mod cmd;
 pub mod containerd;
 pub mod cri;
+pub mod critest;
 pub mod fixtures;
 pub mod http;
 pub mod leaks;

@@ -48,9 +48,11 @@ detect() {
   fi
 }
 
-# The CRI runtimes table of this config's schema: version 3 is containerd 2.x.
+# The CRI runtimes table of this config's schema: version 3 and later are containerd 2.x's
+# (`containerd config default` of 2.3 writes version 4; 2.0-2.2 write 3). Older schemas
+# (and a config without a version, which 2.x reads as version 1 and migrates) take 1.x's.
 runtimes_table() {
-  if grep -Eq '^[[:space:]]*version[[:space:]]*=[[:space:]]*3' "$CONFIG" 2>/dev/null; then
+  if grep -Eq '^[[:space:]]*version[[:space:]]*=[[:space:]]*([3-9]|[1-9][0-9]+)[[:space:]]*(#.*)?$' "$CONFIG" 2>/dev/null; then
     echo 'plugins."io.containerd.cri.v1.runtime".containerd.runtimes'
   else
     echo 'plugins."io.containerd.grpc.v1.cri".containerd.runtimes'
