@@ -41,6 +41,10 @@ pub const TESTS: &[(&str, Test)] = &[
         "images::wasm_layer_component_through_the_api",
         wasm_layer_component_through_the_api,
     ),
+    (
+        "images::wasm_layer_image_with_ctr_run",
+        wasm_layer_image_with_ctr_run,
+    ),
 ];
 
 fn wasm_layer_image(name: &str, modules: &[(&str, Vec<u8>)]) -> wasmlet_oci::image::ImageSpec {
@@ -294,4 +298,29 @@ fn bind_mounts_are_preopened_ro_or_rw(ctd: &Containerd) {
         "written\n"
     );
     assert_clean(ctd, "mount-rw");
+}
+
+/// `ctr run` of a wasm-layer image fails in ctr itself, before any shim is called, with a
+/// message of each version's own (the README's image-form table): 1.6.20 cannot unpack the
+/// layers, 2.3.4 does not read the wasm config media type. Containers made through
+/// containerd's API (CRI, the tests above) run such images.
+fn wasm_layer_image_with_ctr_run(ctd: &Containerd) {
+    let name = "docker.io/wasmlet/hello-layer-ctr:e2e";
+    import_image(
+        ctd,
+        ns(ctd),
+        &wasm_layer_image(name, &[("/hello.wasm", wat("hello"))]),
+    );
+    let out = ctd.ctr(
+        ns(ctd),
+        &["run", "--rm", "--runtime", rt(ctd), name, "layer-ctr-run"],
+    );
+    let expected = match ctd.flavour.config_version {
+        2 => "ctr: mismatched image rootfs and manifest layers",
+        _ => "ctr: unknown image config media type application/vnd.wasm.config.v0+json",
+    };
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains(expected), "{out:?}");
+    assert_clean(ctd, "layer-ctr-run");
+    ctd.ctr(ns(ctd), &["image", "rm", name]).ok("ctr image rm");
 }
