@@ -1,0 +1,194 @@
+//! `make bench`: start-to-exit time of `ctr run --rm` and the memory of the shim process
+//! tree, for our shims with the hello example (and with the same static busybox run
+//! natively) against runc with a static busybox `echo` (the baseline), measured side by
+//! side in one invocation and reported as ratios; `ctr task exec` into running containers
+//! against runc's; the first and cached starts of a large module; then requests/s of the
+//! `http-hello` component served by the shim against the same component under a bare
+//! `wasmtime serve`. Everything runs on containerd 2.3.4 (of `../shared`) when it is there,
+//! the version users run; Debian's 1.6.20 then gives a second column of start times and
+//! memory (and everything, when it is the only one).
+
+mod http;
+mod memory;
+mod start;
+
+use std::path::Path;
+use std::time::Duration;
+
+use wasmlet_oci::image::ImageSpec;
+use wasmlet_tests::containerd::{unavailable_reason, Containerd, Flavour, Options};
+use wasmlet_tests::fixtures::{example, import_image, module_image, require, wat};
+
+const NS: &str = "wasmlet-bench";
+const WASM_IMAGE: &str = "docker.io/wasmlet/hello:bench";
+const SLEEP_IMAGE: &str = "docker.io/wasmlet/sleep:bench";
+const BUSYBOX_IMAGE: &str = "docker.io/wasmlet/busybox:bench";
+const EXEC_IMAGE: &str = "docker.io/wasmlet/exec:bench";
+
+pub struct Runtime {
+    pub name: &'static str,
+    pub runtime: &'static str,
+    pub image: &'static str,
+    pub shim: &'static str,
+}
+
+const OURS: Runtime = Runtime {
+    name: "wasmlet (wasmtime) hello.wasm",
+    runtime: "io.containerd.wasmtime.v1",
+    image: WASM_IMAGE,
+    shim: "containerd-shim-wasmtime-v1",
+};
+const WASMEDGE: Runtime = Runtime {
+    name: "wasmlet (wasmedge) hello.wasm",
+    runtime: "io.containerd.wasmedge.v1",
+    image: WASM_IMAGE,
+    shim: "containerd-shim-wasmedge-v1",
+};
+const NATIVE: Runtime = Runtime {
+    name: "wasmlet native busybox echo",
+    runtime: "io.containerd.wasmtime.v1",
+    image: BUSYBOX_IMAGE,
+    shim: "containerd-shim-wasmtime-v1",
+};
+const RUNC: Runtime = Runtime {
+    name: "runc busybox echo",
+    runtime: "io.containerd.runc.v2",
+    image: BUSYBOX_IMAGE,
+    shim: "containerd-shim-runc-v2",
+};
+
+/// What one containerd version measured, for the closing comparison.
+struct Column {
+    version: String,
+    start: Vec<(&'static str, Duration)>,
+    pss: Vec<(&'static str, u64)>,
+}
+
+/// containerd's own version line (`containerd --version`).
+fn version_of(flavour: &Flavour) -> String {
+    let out = std::process::Command::new(flavour.containerd())
+        .arg("--version")
+        .output();
+    out.ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.split_whitespace().nth(2).map(str::to_string))
+        .unwrap_or_else(|| flavour.name.to_string())
+}
+
+fn main() {
+    // containerd 2.x first: the full set there; start and memory again on the other.
+    let versions: Vec<Options> = Flavour::all()
+        .into_iter()
+        .rev()
+        .map(|flavour| Options {
+            flavour,
+            ..Options::from_env()
+        })
+        .filter(|opts| match unavailable_reason(opts) {
+            None => true,
+            Some(why) => {
+                println!("(containerd {} left out: {why})", opts.flavour.name);
+                false
+            }
+        })
+        .collect();
+    if versions.is_empty() {
+        eprintln!("bench cannot run: no containerd version available (see above)");
+        std::process::exit(2);
+    }
+    let module = example("wasm32-wasip1", "hello");
+    require(&module).unwrap_or_else(|e| panic!("{e}"));
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "/bin/busybox missing: apt-get install busybox-static"
+    );
+    let hello = std::fs::read(&module).unwrap();
+
+    let mut columns = Vec::new();
+    for (i, opts) in versions.iter().enumerate() {
+        let primary = i == 0;
+        let version = version_of(&opts.flavour);
+        println!("\n=== containerd {version} ===\n");
+        let ctd = Containerd::start(opts).unwrap_or_else(|e| panic!("{e}"));
+        import_image(&ctd, NS, &module_image(WASM_IMAGE, hello.clone()));
+        import_image(&ctd, NS, &module_image(SLEEP_IMAGE, wat("sleep")));
+        let mut bb = ImageSpec::new(BUSYBOX_IMAGE).file(
+            "/bin/busybox",
+            std::fs::read(busybox).unwrap(),
+            0o755,
+        );
+        bb.entrypoint = vec!["/bin/busybox".into(), "echo".into(), "hello".into()];
+        import_image(&ctd, NS, &bb);
+
+        let first = start::time_run(&ctd, &OURS, "cold-0");
+        let wasmedge = opts.shim_dir.join(WASMEDGE.shim).exists();
+        let mut runtimes = vec![&RUNC, &OURS];
+        if wasmedge {
+            runtimes.push(&WASMEDGE);
+        }
+        runtimes.push(&NATIVE);
+        let start = start::start_to_exit(&ctd, &runtimes);
+        println!(
+            "  first start of hello.wasm under wasmtime (compile + cache): {:.1} ms",
+            start::ms(first)
+        );
+        if primary {
+            start::exec_latency(&ctd, &hello);
+            start::big_module(&ctd);
+        }
+        let pss = memory::idle_table(&ctd, wasmedge);
+        if primary {
+            http::http_throughput(&ctd);
+        }
+        drop(ctd);
+        wasmlet_tests::leaks::remove_cgroup_parent(NS);
+        columns.push(Column {
+            version,
+            start,
+            pss,
+        });
+    }
+    compare(&columns);
+}
+
+/// The ratios to runc of each containerd version, side by side.
+fn compare(columns: &[Column]) {
+    if columns.len() < 2 {
+        return;
+    }
+    let head: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{:>16}", format!("containerd {}", c.version)))
+        .collect();
+    println!("\n=== vs runc on the same containerd ===\n");
+    println!("  {:<44}{}", "start-to-exit, median", head.join(""));
+    for (k, (name, _)) in columns[0].start.iter().enumerate() {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let ratio = c.start[k].1.as_secs_f64() / c.start[0].1.as_secs_f64();
+                format!("{:>16}", format!("{ratio:.2}x"))
+            })
+            .collect();
+        println!("  {name:<44}{}", cells.join(""));
+    }
+    println!("  {:<44}{}", "shim tree PSS while sleeping", head.join(""));
+    for (k, (name, _)) in columns[0].pss.iter().enumerate() {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let ratio = c.pss[k].1 as f64 / c.pss[0].1 as f64;
+                format!("{:>16}", format!("{ratio:.2}x"))
+            })
+            .collect();
+        println!("  {name:<44}{}", cells.join(""));
+    }
+}
+
+pub fn runs() -> usize {
+    std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+}
