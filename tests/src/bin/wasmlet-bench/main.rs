@@ -159,7 +159,7 @@ fn compare(columns: &[Column]) {
     }
     let head: Vec<String> = columns
         .iter()
-        .map(|c| format!("{:>16}", format!("containerd {}", c.version)))
+        .map(|c| format!("{:>22}", format!("containerd {}", c.version.trim_start_matches('v'))))
         .collect();
     println!("\n=== vs runc on the same containerd ===\n");
     println!("  {:<44}{}", "start-to-exit, median", head.join(""));
@@ -168,7 +168,7 @@ fn compare(columns: &[Column]) {
             .iter()
             .map(|c| {
                 let ratio = c.start[k].1.as_secs_f64() / c.start[0].1.as_secs_f64();
-                format!("{:>16}", format!("{ratio:.2}x"))
+                format!("{:>22}", format!("{ratio:.2}x"))
             })
             .collect();
         println!("  {name:<44}{}", cells.join(""));
@@ -179,7 +179,7 @@ fn compare(columns: &[Column]) {
             .iter()
             .map(|c| {
                 let ratio = c.pss[k].1 as f64 / c.pss[0].1 as f64;
-                format!("{:>16}", format!("{ratio:.2}x"))
+                format!("{:>22}", format!("{ratio:.2}x"))
             })
             .collect();
         println!("  {name:<44}{}", cells.join(""));
