@@ -159,7 +159,12 @@ fn compare(columns: &[Column]) {
     }
     let head: Vec<String> = columns
         .iter()
-        .map(|c| format!("{:>22}", format!("containerd {}", c.version.trim_start_matches('v'))))
+        .map(|c| {
+            format!(
+                "{:>22}",
+                format!("containerd {}", c.version.trim_start_matches('v'))
+            )
+        })
         .collect();
     println!("\n=== vs runc on the same containerd ===\n");
     println!("  {:<44}{}", "start-to-exit, median", head.join(""));
