@@ -1,16 +1,26 @@
 //! `make demo`: start a private containerd with the freshly built shim on its PATH, build
-//! and import an image holding the hello example, and run it with `ctr run --rm`.
+//! and import an image holding the hello example, and run it with `ctr run --rm`. The
+//! containerd is 2.3.4 (of `../shared`) when it is there, else Debian's 1.6.20.
 
 use std::time::Duration;
 
-use wasmlet_tests::containerd::{unavailable_reason, Containerd, Options};
+use wasmlet_tests::containerd::{unavailable_reason, Containerd, Flavour, Options};
 use wasmlet_tests::fixtures::{example, import_image, module_image, require};
 
 const NS: &str = "wasmlet-demo";
 const IMAGE: &str = "docker.io/wasmlet/hello:demo";
 
 fn main() {
-    let opts = Options::from_env();
+    // The newest version available: 2.x first.
+    let opts = Flavour::all()
+        .into_iter()
+        .rev()
+        .map(|flavour| Options {
+            flavour,
+            ..Options::from_env()
+        })
+        .find(|opts| unavailable_reason(opts).is_none())
+        .unwrap_or_else(Options::from_env);
     if let Some(why) = unavailable_reason(&opts) {
         eprintln!("demo cannot run: {why}");
         std::process::exit(2);
@@ -24,7 +34,11 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(1)
     });
-    println!("private containerd at {}", ctd.address.display());
+    println!(
+        "private containerd {} at {}",
+        opts.flavour.name,
+        ctd.address.display()
+    );
     import_image(
         &ctd,
         NS,
