@@ -3,6 +3,7 @@
 #   make demo     set up and run a wasm container through a private containerd
 #   make test     the whole test suite (unit + end-to-end; end-to-end needs root)
 #   make critest  CRI conformance: critest against each containerd's CRI, handler wasmtime
+#   make fuzz     the fuzz targets of fuzz/ for FUZZ_SECONDS (60) each (cargo-fuzz, nightly)
 #   make bench    start-to-exit time and memory against runc; HTTP req/s against wasmtime serve
 #   make installer-image  the node-installer image as an OCI archive (no Docker needed)
 #   make kind-e2e the Kubernetes path on a kind cluster (needs Docker, kind, kubectl)
@@ -34,7 +35,7 @@ SHIM_FEATURES := $(if $(filter wasmedge,$(ENGINES)),--features wasmlet-shim/wasm
 # The pause process of the locally built sandbox image: static, for this host.
 HOST_TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 
-.PHONY: all deps shared build examples test critest demo bench install uninstall lint fmt clean kind-e2e installer-image
+.PHONY: all deps shared build examples test critest fuzz demo bench install uninstall lint fmt clean kind-e2e installer-image
 
 all: build
 
@@ -99,6 +100,10 @@ bench: deps build examples $(BIG_MODULE) $(BENCH_WASMTIME)
 installer-image: build
 	mkdir -p $(TARGET_DIR)/images
 	ENGINES="$(ENGINES)" SHIM_DIR=$(TARGET_DIR)/release deploy/kubernetes/installer/build-image.sh $(TARGET_DIR)/images/node-installer.tar
+
+# Fuzz the parsers of untrusted input (cargo-fuzz, nightly): FUZZ_SECONDS per target.
+fuzz: examples
+	fuzz/run.sh
 
 # Kubernetes on a kind cluster (needs Docker, kind and kubectl; see deploy/kind/e2e.sh).
 kind-e2e:
