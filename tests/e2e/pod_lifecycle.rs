@@ -10,7 +10,9 @@ use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::cri::Cri;
 use wasmlet_tests::leaks;
 
-use crate::pods::{container, exited, one_pod_at_a_time, pod_config, BUSYBOX, ISATTY};
+use crate::pods::{
+    assert_pod_clean, container, exited, one_pod_at_a_time, pod_config, BUSYBOX, ISATTY,
+};
 use crate::support::{cri_containerd, engine, private_cri_containerd, wait_for_cri, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
@@ -80,16 +82,7 @@ fn shared_pid_namespace(engine_ctd: &Containerd) {
     cri.stop_pod(&pod).expect("StopPodSandbox");
     cri.remove_pod(&pod).expect("RemovePodSandbox");
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
-    let address = ctd.address.to_string_lossy().into_owned();
-    let clean = eventually(Duration::from_secs(10), || {
-        leaks::processes_with(&[engine.shim, &address]).is_empty()
-            && leaks::cgroup_dirs(&cgroup).is_empty()
-    });
-    assert!(
-        clean,
-        "{:?}",
-        leaks::processes_with(&[engine.shim, &address])
-    );
+    assert_pod_clean(&ctd, engine.shim, &id);
 }
 
 fn exit_while_down(engine_ctd: &Containerd) {
@@ -127,16 +120,7 @@ fn exit_while_down(engine_ctd: &Containerd) {
     assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"), "{s:?}");
     cri.stop_pod(&pod).expect("StopPodSandbox");
     cri.remove_pod(&pod).expect("RemovePodSandbox");
-    let address = ctd.address.to_string_lossy().into_owned();
-    let clean = eventually(Duration::from_secs(10), || {
-        leaks::processes_with(&[engine.shim, &address]).is_empty()
-            && leaks::cgroup_dirs(&format!("/k8s.io/{pod}")).is_empty()
-    });
-    assert!(
-        clean,
-        "{:?}",
-        leaks::processes_with(&[engine.shim, &address])
-    );
+    assert_pod_clean(&ctd, engine.shim, &pod);
 }
 
 /// Whether cgroup `path` has no process left (or is gone) in every hierarchy.

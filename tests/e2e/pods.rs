@@ -339,15 +339,23 @@ fn http_component_answers_at_the_pod_ip(engine_ctd: &Containerd) {
     }
     cri.stop_pod(&pod).expect("StopPodSandbox");
     cri.remove_pod(&pod).expect("RemovePodSandbox");
+    assert_pod_clean(&ctd, engine.shim, &pod);
+}
+
+/// Wait until `ctd` runs no `shim` process and the cgroup `/k8s.io/<id>` is gone (a removed
+/// pod's or container's); panic naming the shims left.
+pub fn assert_pod_clean(ctd: &Containerd, shim: &str, id: &str) {
     let address = ctd.address.to_string_lossy().into_owned();
+    let cgroup = format!("/k8s.io/{id}");
     let clean = eventually(Duration::from_secs(10), || {
-        leaks::processes_with(&[engine.shim, &address]).is_empty()
-            && leaks::cgroup_dirs(&format!("/k8s.io/{pod}")).is_empty()
+        leaks::processes_with(&[shim, &address]).is_empty()
+            && leaks::cgroup_dirs(&cgroup).is_empty()
     });
     assert!(
         clean,
-        "pod left shims {:?}",
-        leaks::processes_with(&[engine.shim, &address])
+        "left after RemovePodSandbox: shims {:?}, cgroup {cgroup}: {:?}",
+        leaks::processes_with(&[shim, &address]),
+        leaks::cgroup_dirs(&cgroup)
     );
 }
 
