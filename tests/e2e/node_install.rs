@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use wasmlet_tests::cmd::run;
-use wasmlet_tests::containerd::{Containerd, Options};
+use wasmlet_tests::containerd::{Containerd, Options, DISABLED, DISABLED_2X};
 use wasmlet_tests::cri::Cri;
 
 use crate::support::Test;
@@ -59,13 +59,8 @@ fn private(config: &str, dir: &Path, address: &Path) -> String {
                 // 2.x reads /etc/containerd/conf.d/*.toml by default.
                 "imports" => format!("{indent}imports = []"),
                 "disabled_plugins" => format!(
-                    "{indent}disabled_plugins = [\"io.containerd.nri.v1.nri\", \
-                     \"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.zfs\", \
-                     \"io.containerd.snapshotter.v1.devmapper\", \
-                     \"io.containerd.snapshotter.v1.erofs\", \
-                     \"io.containerd.snapshotter.v1.blockfile\", \
-                     \"io.containerd.tracing.processor.v1.otlp\", \
-                     \"io.containerd.internal.v1.tracing\"]"
+                    "{indent}disabled_plugins = {:?}",
+                    DISABLED.iter().chain(DISABLED_2X).collect::<Vec<_>>()
                 ),
                 "restrict_oom_score_adj" => format!("{indent}restrict_oom_score_adj = true"),
                 _ => line.to_string(),

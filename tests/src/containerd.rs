@@ -320,7 +320,7 @@ impl Containerd {
 
 /// The plugins no test uses and that would reach outside the private paths (NRI's socket
 /// under /var/run) or need what these machines lack.
-const DISABLED: &[&str] = &[
+pub const DISABLED: &[&str] = &[
     "io.containerd.snapshotter.v1.btrfs",
     "io.containerd.snapshotter.v1.zfs",
     "io.containerd.snapshotter.v1.devmapper",
@@ -329,7 +329,7 @@ const DISABLED: &[&str] = &[
     "io.containerd.internal.v1.tracing",
 ];
 /// containerd 2.x's plugins of the same kind.
-const DISABLED_2X: &[&str] = &[
+pub const DISABLED_2X: &[&str] = &[
     "io.containerd.nri.v1.nri",
     "io.containerd.snapshotter.v1.erofs",
     "io.containerd.snapshotter.v1.blockfile",
