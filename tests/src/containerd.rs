@@ -142,6 +142,18 @@ impl Options {
             sandbox_image: PAUSE_IMAGE.to_string(),
         }
     }
+
+    /// [`Options::from_env`] for each containerd version, newest first (2.x, then 1.6).
+    pub fn newest_first() -> Vec<Options> {
+        Flavour::all()
+            .into_iter()
+            .rev()
+            .map(|flavour| Options {
+                flavour,
+                ..Options::from_env()
+            })
+            .collect()
+    }
 }
 
 /// A running private containerd.

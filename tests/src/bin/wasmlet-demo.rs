@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use wasmlet_tests::containerd::{unavailable_reason, Containerd, Flavour, Options};
+use wasmlet_tests::containerd::{unavailable_reason, Containerd, Options};
 use wasmlet_tests::fixtures::{example, import_image, module_image, require};
 
 const NS: &str = "wasmlet-demo";
@@ -12,13 +12,8 @@ const IMAGE: &str = "docker.io/wasmlet/hello:demo";
 
 fn main() {
     // The newest version available: 2.x first.
-    let opts = Flavour::all()
+    let opts = Options::newest_first()
         .into_iter()
-        .rev()
-        .map(|flavour| Options {
-            flavour,
-            ..Options::from_env()
-        })
         .find(|opts| unavailable_reason(opts).is_none())
         .unwrap_or_else(Options::from_env);
     if let Some(why) = unavailable_reason(&opts) {

@@ -57,11 +57,17 @@ const RUNC: Runtime = Runtime {
     shim: "containerd-shim-runc-v2",
 };
 
-/// What one containerd version measured, for the closing comparison.
+/// What one containerd version measured, for the closing comparison: sections of rows of
+/// (name, ratio to runc's row, the first).
 struct Column {
     version: String,
-    start: Vec<(&'static str, Duration)>,
-    pss: Vec<(&'static str, u64)>,
+    sections: Vec<(&'static str, Vec<(&'static str, f64)>)>,
+}
+
+/// Each row's value over the first row's.
+fn ratios<T: Copy>(rows: &[(&'static str, T)], value: fn(T) -> f64) -> Vec<(&'static str, f64)> {
+    let base = value(rows[0].1);
+    rows.iter().map(|(n, v)| (*n, value(*v) / base)).collect()
 }
 
 /// containerd's own version line (`containerd --version`).
@@ -77,13 +83,8 @@ fn version_of(flavour: &Flavour) -> String {
 
 fn main() {
     // containerd 2.x first: the full set there; start and memory again on the other.
-    let versions: Vec<Options> = Flavour::all()
+    let versions: Vec<Options> = Options::newest_first()
         .into_iter()
-        .rev()
-        .map(|flavour| Options {
-            flavour,
-            ..Options::from_env()
-        })
         .filter(|opts| match unavailable_reason(opts) {
             None => true,
             Some(why) => {
@@ -145,8 +146,16 @@ fn main() {
         wasmlet_tests::leaks::remove_cgroup_parent(NS);
         columns.push(Column {
             version,
-            start,
-            pss,
+            sections: vec![
+                (
+                    "start-to-exit, median",
+                    ratios(&start, |d: Duration| d.as_secs_f64()),
+                ),
+                (
+                    "shim tree PSS while sleeping",
+                    ratios(&pss, |kib: u64| kib as f64),
+                ),
+            ],
         });
     }
     compare(&columns);
@@ -167,27 +176,15 @@ fn compare(columns: &[Column]) {
         })
         .collect();
     println!("\n=== vs runc on the same containerd ===\n");
-    println!("  {:<44}{}", "start-to-exit, median", head.join(""));
-    for (k, (name, _)) in columns[0].start.iter().enumerate() {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                let ratio = c.start[k].1.as_secs_f64() / c.start[0].1.as_secs_f64();
-                format!("{:>22}", format!("{ratio:.2}x"))
-            })
-            .collect();
-        println!("  {name:<44}{}", cells.join(""));
-    }
-    println!("  {:<44}{}", "shim tree PSS while sleeping", head.join(""));
-    for (k, (name, _)) in columns[0].pss.iter().enumerate() {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                let ratio = c.pss[k].1 as f64 / c.pss[0].1 as f64;
-                format!("{:>22}", format!("{ratio:.2}x"))
-            })
-            .collect();
-        println!("  {name:<44}{}", cells.join(""));
+    for (section, (title, rows)) in columns[0].sections.iter().enumerate() {
+        println!("  {title:<44}{}", head.join(""));
+        for (row, (name, _)) in rows.iter().enumerate() {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{:>22}", format!("{:.2}x", c.sections[section].1[row].1)))
+                .collect();
+            println!("  {name:<44}{}", cells.join(""));
+        }
     }
 }
 
