@@ -2,12 +2,12 @@
 #
 #   make demo     set up and run a wasm container through a private containerd
 #   make test     the whole test suite (unit + end-to-end; end-to-end needs root)
-#   make critest  CRI conformance: critest against each containerd's CRI, handler wasmtime
+#   make critest  CRI conformance: critest against each containerd's CRI, each engine's handler
 #   make fuzz     the fuzz targets of fuzz/ for FUZZ_SECONDS (60) each (cargo-fuzz, nightly)
 #   make bench    start-to-exit time and memory against runc; HTTP req/s against wasmtime serve
 #   make installer-image  the node-installer image as an OCI archive (no Docker needed)
 #   make kind-e2e the Kubernetes path on a kind cluster (needs Docker, kind, kubectl)
-#   make install  install the shims into $(PREFIX)/bin (ENGINES="wasmtime wasmedge")
+#   make install  install the shims into $(PREFIX)/bin (ENGINES="wasmtime wasmer wamr wasmedge")
 
 PREFIX   ?= /usr/local
 CARGO    ?= cargo
@@ -20,8 +20,9 @@ SHARED_TARBALLS := $(wildcard $(SHARED)/containerd/containerd-2.3.4-linux-amd64.
 	$(SHARED)/cri-tools/cri-tools-1.36.0-linux-amd64.tar.xz \
 	$(SHARED)/wasmedge/wasmedge-0.17.1-debian12-x86_64.tar.xz)
 SHARED_WASMEDGE := $(if $(filter %wasmedge-0.17.1-debian12-x86_64.tar.xz,$(SHARED_TARBALLS)),$(SHARED_OUT)/wasmedge-0.17.1,)
-# Both engines when ../shared brings libwasmedge (or WASMEDGE_DIR names one), else Wasmtime.
-ENGINES  ?= wasmtime $(if $(or $(SHARED_WASMEDGE),$(WASMEDGE_DIR)),wasmedge,)
+# Every engine: Wasmtime, Wasmer and WAMR always; WasmEdge when ../shared brings libwasmedge
+# (or WASMEDGE_DIR names one).
+ENGINES  ?= wasmtime wasmer wamr $(if $(or $(SHARED_WASMEDGE),$(WASMEDGE_DIR)),wasmedge,)
 ifneq ($(filter wasmedge,$(ENGINES)),)
 ifeq ($(WASMEDGE_DIR),)
 export WASMEDGE_DIR := $(SHARED_WASMEDGE)
@@ -29,9 +30,12 @@ endif
 endif
 APT_PACKAGES := containerd runc protobuf-compiler pkg-config libseccomp-dev busybox-static \
 	containernetworking-plugins iproute2 gcc xz-utils \
-	$(if $(filter wasmedge,$(ENGINES)),libclang-dev libllvm15 libspdlog1.10 libfmt9,)
+	$(if $(filter wasmedge,$(ENGINES)),libclang-dev libllvm15 libspdlog1.10 libfmt9,) \
+	$(if $(filter wamr,$(ENGINES)),cmake libclang-dev,)
 WASM_TARGETS := wasm32-wasip1 wasm32-wasip2
-SHIM_FEATURES := $(if $(filter wasmedge,$(ENGINES)),--features wasmlet-shim/wasmedge,)
+# The cargo features of the engines besides Wasmtime (always built).
+SHIM_ENGINE_FEATURES := $(filter wasmedge wasmer wamr,$(ENGINES))
+SHIM_FEATURES := $(if $(SHIM_ENGINE_FEATURES),--features "$(foreach f,$(SHIM_ENGINE_FEATURES),wasmlet-shim/$(f))",)
 # The pause process of the locally built sandbox image: static, for this host.
 HOST_TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 
@@ -70,11 +74,11 @@ examples:
 test: deps build examples
 	WASMLET_SHIM_DIR=$(TARGET_DIR)/release WASMLET_ENGINES="$(ENGINES)" $(CARGO) test --release --workspace $(SHIM_FEATURES)
 
-# critest (cri-tools 1.36.0 of ../shared) against containerd's CRI with the wasmtime handler,
-# on each version (WASMLET_CONTAINERD picks one); part of `make test`. With
+# critest (cri-tools 1.36.0 of ../shared) against containerd's CRI: the wasmtime handler on
+# each version, every other engine's on the newest; part of `make test`. With
 # WASMLET_CRITEST_BASELINE=1 it also runs the runc handler and compares.
 critest: deps build
-	WASMLET_SHIM_DIR=$(TARGET_DIR)/release $(CARGO) test --release -p wasmlet-tests --test conformance -- --nocapture
+	WASMLET_SHIM_DIR=$(TARGET_DIR)/release WASMLET_ENGINES="$(ENGINES)" $(CARGO) test --release -p wasmlet-tests --test conformance -- --nocapture
 
 demo: deps build examples
 	WASMLET_SHIM_DIR=$(TARGET_DIR)/release $(TARGET_DIR)/release/wasmlet-demo
@@ -114,12 +118,12 @@ install: build
 	for e in $(ENGINES); do install -m 0755 $(TARGET_DIR)/release/containerd-shim-$$e-v1 $(DESTDIR)$(PREFIX)/bin/; done
 
 uninstall:
-	for e in wasmtime wasmedge; do rm -f $(DESTDIR)$(PREFIX)/bin/containerd-shim-$$e-v1; done
+	for e in wasmtime wasmedge wasmer wamr; do rm -f $(DESTDIR)$(PREFIX)/bin/containerd-shim-$$e-v1; done
 
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	DOCS_RS=1 $(CARGO) clippy -p wasmlet-shim --features wasmedge --all-targets -- -D warnings
+	DOCS_RS=1 $(CARGO) clippy -p wasmlet-shim --features wasmedge,wasmer,wamr --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,6 +1,8 @@
 //! CRI conformance: critest (cri-tools 1.36.0, from `../shared`) against containerd's CRI
-//! plugin with the `wasmtime` runtime handler, on each containerd version, as kubelet would
-//! use it. Every test must pass but the ones listed in `tests/critest/known-failures.toml`,
+//! plugin with each engine's runtime handler, as kubelet would use it: `wasmtime` on each
+//! containerd version, the other engines built and named in `WASMLET_ENGINES` on the newest
+//! (the CRI paths are the shim's, shared by every engine; `WASMLET_CRITEST_ALL_ENGINES=1`
+//! runs every engine on every version). Every test must pass but the ones listed in `tests/critest/known-failures.toml`,
 //! which fail on this host for runc as well (each with its reason; the README lists them).
 //!
 //! `WASMLET_CRITEST_BASELINE=1` also runs the suite with the `runc` handler on the same
@@ -19,28 +21,33 @@ use wasmlet_tests::critest::{self, Outcome, Report};
 
 /// How long one critest run may take (both handlers run in turn in a baseline run).
 const SUITE_TIMEOUT: Duration = Duration::from_secs(40 * 60);
-/// The handler under test.
-const HANDLER: &str = "wasmtime";
+/// The engines, each a runtime handler of the same name; the first runs on every version.
+const ENGINES: [&str; 4] = ["wasmtime", "wasmer", "wamr", "wasmedge"];
 
 fn main() {
     let mut args = Arguments::from_args();
     // critest binds fixed host ports (12000-12003): one run at a time.
     args.test_threads = Some(1);
     let mut trials = Vec::new();
-    for flavour in Flavour::all() {
-        let mut opts = Options::from_env();
-        opts.flavour = flavour.clone();
-        let unavailable = wasmlet_tests::containerd::unavailable_reason(&opts)
-            .or_else(critest::unavailable)
-            .or_else(|| left_out(flavour.name));
-        let name = format!("critest::containerd{}::{HANDLER}", flavour.name);
-        if let Some(why) = &unavailable {
-            eprintln!("{name} ignored: {why}");
+    let flavours = Flavour::all();
+    let newest = flavours.last().map(|f| f.name);
+    for flavour in &flavours {
+        for handler in ENGINES {
+            let mut opts = Options::from_env();
+            opts.flavour = flavour.clone();
+            let unavailable = wasmlet_tests::containerd::unavailable_reason(&opts)
+                .or_else(critest::unavailable)
+                .or_else(|| left_out(flavour.name))
+                .or_else(|| engine_left_out(&opts, handler, Some(flavour.name) == newest));
+            let name = format!("critest::containerd{}::{handler}", flavour.name);
+            if let Some(why) = &unavailable {
+                eprintln!("{name} ignored: {why}");
+            }
+            let trial = Trial::test(name, move || conformance(opts, handler).map_err(Into::into))
+                .with_kind("root")
+                .with_ignored_flag(unavailable.is_some());
+            trials.push(trial);
         }
-        let trial = Trial::test(name, move || conformance(opts).map_err(Into::into))
-            .with_kind("root")
-            .with_ignored_flag(unavailable.is_some());
-        trials.push(trial);
     }
     libtest_mimic::run(&args, trials).exit();
 }
@@ -59,6 +66,30 @@ fn left_out(name: &str) -> Option<String> {
     ))
 }
 
+/// Why engine `handler` does not run critest on this version, if it does not.
+fn engine_left_out(opts: &Options, handler: &str, newest: bool) -> Option<String> {
+    let wanted = std::env::var("WASMLET_ENGINES").unwrap_or_else(|_| "wasmtime".into());
+    if !wanted.split_whitespace().any(|e| e == handler) {
+        return Some(format!(
+            "{handler} not in WASMLET_ENGINES={wanted:?} (`make critest` names every engine it builds)"
+        ));
+    }
+    let shim = opts.shim_dir.join(format!("containerd-shim-{handler}-v1"));
+    if !shim.exists() {
+        return Some(format!(
+            "{} missing: build it with ENGINES including {handler}",
+            shim.display()
+        ));
+    }
+    let all = std::env::var("WASMLET_CRITEST_ALL_ENGINES").is_ok_and(|v| v == "1");
+    (handler != ENGINES[0] && !newest && !all).then(|| {
+        format!(
+            "{handler} runs critest on the newest containerd only (the CRI paths are the \
+             shim's, shared by every engine): WASMLET_CRITEST_ALL_ENGINES=1 runs it here too"
+        )
+    })
+}
+
 /// Where a run keeps its reports and logs.
 fn report_dir(flavour: &Flavour) -> PathBuf {
     let dir = wasmlet_tests::target_dir()
@@ -68,7 +99,7 @@ fn report_dir(flavour: &Flavour) -> PathBuf {
     dir
 }
 
-fn conformance(mut opts: Options) -> Result<(), String> {
+fn conformance(mut opts: Options, handler: &str) -> Result<(), String> {
     opts.cri_subnet = Some("127.91.0.0/24".into());
     opts.sandbox_image = critest::SANDBOX_IMAGE.into();
     let flavour = opts.flavour.clone();
@@ -81,8 +112,8 @@ fn conformance(mut opts: Options) -> Result<(), String> {
     }
     critest::import_images(&ctd)?;
     let dir = report_dir(&flavour);
-    let ours = critest::run_suite(&ctd, HANDLER, &dir, SUITE_TIMEOUT)?;
-    summary(HANDLER, &ours);
+    let ours = critest::run_suite(&ctd, handler, &dir, SUITE_TIMEOUT)?;
+    summary(handler, &ours);
     let baseline = std::env::var("WASMLET_CRITEST_BASELINE").is_ok_and(|v| v == "1");
     let expected: BTreeMap<String, String> = if baseline {
         let runc = critest::run_suite(&ctd, "runc", &dir, SUITE_TIMEOUT)?;

@@ -35,7 +35,7 @@ fn runtime_classes_name_the_handlers_containerd_knows() {
         assert_eq!(rc.metadata.name.as_deref(), Some(rc.handler.as_str()));
         handlers.push(rc.handler);
     }
-    assert_eq!(handlers, ["wasmtime", "wasmedge"]);
+    assert_eq!(handlers, ["wasmtime", "wasmedge", "wasmer", "wamr"]);
     for snippet in ["containerd/config-1.x.toml", "containerd/config-2.x.toml"] {
         let text = std::fs::read_to_string(deploy(snippet)).unwrap();
         for h in &handlers {

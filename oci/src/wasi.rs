@@ -2,16 +2,17 @@
 //!
 //! Deny by default. The guest gets exactly:
 //! - `args`: `process.args`, argv[0] as written (without an `#export` suffix);
-//! - `env`: `process.env` (`KEY=VALUE`, later entries win), plus `PWD` set to the cwd unless
-//!   the spec sets it;
+//! - `env`: `process.env` exactly as the spec gives it (each entry `KEY=VALUE`, in order,
+//!   nothing added: runc adds nothing either, and programs that list their environment must
+//!   see only what was set);
 //! - preopens: the rootfs as `/` (read-only when `root.readonly`), and each OCI bind mount
 //!   of a directory at its destination (read-only when its options say `ro`). Other mount
 //!   types (proc, sysfs, tmpfs, ...) expose host kernel state and are never preopened; bind
 //!   mounts of single files cannot be WASI preopens and are left out.
 //!
 //! WASI has no working directory of its own (wasi-libc starts every program at `/`), so
-//! `process.cwd` is honoured for locating the entrypoint, validated to exist, and passed as
-//! `PWD`.
+//! `process.cwd` is honoured for locating the entrypoint and validated to exist; engines that
+//! have an initial-cwd notion (Wasmtime's preview 2) get it from the plan.
 
 use std::path::{Path, PathBuf};
 
@@ -107,17 +108,12 @@ fn plan_with(
         return Err(Error::CwdNotFound { cwd });
     }
 
-    let mut env = parse_env(process.env().as_deref().unwrap_or_default())?;
+    let env = parse_env(process.env().as_deref().unwrap_or_default())?;
     let path_env = env
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str());
     let entrypoint = entrypoint(arg0, &cwd, path_env)?;
-    // WASI has no working directory: tell the module through PWD. A native process has a
-    // real one.
-    if entrypoint.kind != crate::wasm::WasmKind::Native && !env.iter().any(|(k, _)| k == "PWD") {
-        env.push(("PWD".to_string(), cwd.clone()));
-    }
 
     let mut args = Vec::with_capacity(spec_args.len());
     args.push(entrypoint.arg0.clone());
@@ -161,21 +157,17 @@ pub fn memory_limit(spec: &Spec) -> Option<u64> {
     u64::try_from(limit).ok().filter(|l| *l > 0)
 }
 
-/// Parse `KEY=VALUE` entries; a later entry for the same key replaces the earlier one.
+/// Parse `KEY=VALUE` entries, keeping them all, in order (as `execve` would get them).
 pub fn parse_env(entries: &[String]) -> Result<Vec<(String, String)>> {
-    let mut env: Vec<(String, String)> = Vec::with_capacity(entries.len() + 1);
-    for entry in entries {
-        let Some((k, v)) = entry.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-            return Err(Error::InvalidEnv {
+    entries
+        .iter()
+        .map(|entry| match entry.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(Error::InvalidEnv {
                 entry: entry.clone(),
-            });
-        };
-        match env.iter_mut().find(|(key, _)| key == k) {
-            Some(slot) => slot.1 = v.to_string(),
-            None => env.push((k.to_string(), v.to_string())),
-        }
-    }
-    Ok(env)
+            }),
+        })
+        .collect()
 }
 
 fn has_option(mount: &Mount, wanted: &[&str]) -> bool {
@@ -249,9 +241,9 @@ mod tests {
         assert_eq!(
             plan.env,
             [
-                ("A".into(), "2".into()),
+                ("A".into(), "1".into()),
                 ("B".into(), "x=y".into()),
-                ("PWD".into(), "/app".into())
+                ("A".into(), "2".into())
             ]
         );
         assert_eq!(plan.cwd, "/app");
@@ -367,8 +359,11 @@ mod tests {
     }
 
     #[test]
-    fn explicit_pwd_is_kept() {
+    fn nothing_is_added_to_the_env() {
         let b = bundle();
+        let spec = spec_with(r#"{"args":["/hello.wasm"],"cwd":"/app"}"#, "");
+        let bare = plan(&spec, &b.path().join("rootfs")).unwrap();
+        assert_eq!(bare.env, []);
         let spec = spec_with(
             r#"{"args":["/hello.wasm"],"cwd":"/app","env":["PWD=/x"]}"#,
             "",

@@ -79,6 +79,26 @@ pub fn exports_http_handler(bytes: &[u8]) -> bool {
     false
 }
 
+/// The WASIX import module (`wasix_32v1`, `wasix_64v1`) a core module imports from, if any:
+/// only Wasmer runs WASIX. Reads up to the import section (the code is not parsed).
+pub fn wasix_import(bytes: &[u8]) -> Option<String> {
+    use wasmparser::{Parser, Payload};
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::ImportSection(imports)) => {
+                return imports
+                    .into_imports()
+                    .flatten()
+                    .find(|i| i.module.starts_with("wasix_"))
+                    .map(|i| i.module.to_string());
+            }
+            Ok(Payload::Version { .. } | Payload::TypeSection(_) | Payload::CustomSection(_)) => {}
+            _ => return None,
+        }
+    }
+    None
+}
+
 fn describe_non_wasm(header: &[u8]) -> String {
     if header.is_empty() {
         "the file is empty".into()
@@ -126,6 +146,25 @@ mod tests {
         assert!(!exports_http_handler(&nested));
         let core = wat::parse_str("(module)").unwrap();
         assert!(!exports_http_handler(&core));
+    }
+
+    #[test]
+    fn wasix_modules_are_recognised_by_their_imports() {
+        let wasix = wat::parse_str(
+            r#"(module
+                (type (func (param i32)))
+                (import "wasi_snapshot_preview1" "proc_exit" (func (type 0)))
+                (import "wasix_32v1" "thread_exit" (func (type 0))))"#,
+        )
+        .unwrap();
+        assert_eq!(wasix_import(&wasix).as_deref(), Some("wasix_32v1"));
+        let wasi = wat::parse_str(
+            r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func (param i32))))"#,
+        )
+        .unwrap();
+        assert_eq!(wasix_import(&wasi), None);
+        assert_eq!(wasix_import(&wat::parse_str("(module)").unwrap()), None);
+        assert_eq!(wasix_import(b"\0asm garbage"), None);
         assert!(!exports_http_handler(b"\0asm garbage"));
     }
 

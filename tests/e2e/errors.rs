@@ -15,6 +15,10 @@ pub const TESTS: &[(&str, Test)] = &[
         native_without_exec_permission,
     ),
     ("errors::unsupported_log_uri", unsupported_log_uri),
+    (
+        "errors::wasix_runs_on_wasmer_only",
+        wasix_runs_on_wasmer_only,
+    ),
 ];
 
 /// Run `args` in a rootfs of `files`; assert failure with `message` in ctr's stderr.
@@ -38,6 +42,36 @@ fn refused(
     // ctr run --rm removes the container on failure only partly: clean it as a user would.
     let _ = ctd.ctr(crate::support::ns(ctd), &["container", "rm", id]);
     assert_clean(ctd, id);
+}
+
+/// A WASIX module runs on the Wasmer shim; every other engine refuses it at Create, naming
+/// WASIX and the shim that runs it.
+fn wasix_runs_on_wasmer_only(ctd: &Containerd) {
+    if crate::support::engine(ctd).name == "wasmer" {
+        let dir = rootfs(&[("/wasix.wasm", wat("wasix"))]);
+        let out = run_rootfs(ctd, "wasix", dir.path(), &[], &["/wasix.wasm"]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let text = out.stdout_str();
+        assert!(text.starts_with("wasix thread "), "{text}");
+        assert_clean(ctd, "wasix");
+        return;
+    }
+    refused(
+        ctd,
+        "wasix",
+        &[("/wasix.wasm", wat("wasix"))],
+        &[],
+        &["/wasix.wasm"],
+        "the module imports WASIX (`wasix_32v1`), which",
+    );
+    refused(
+        ctd,
+        "wasix2",
+        &[("/wasix.wasm", wat("wasix"))],
+        &[],
+        &["/wasix.wasm"],
+        "use the Wasmer shim (runtime io.containerd.wasmer.v1, containerd-shim-wasmer-v1)",
+    );
 }
 
 fn missing_module(ctd: &Containerd) {

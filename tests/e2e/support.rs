@@ -31,10 +31,13 @@ pub struct Engine {
     /// Stops a module that grows past its memory limit itself (exit 137, /tasks/oom);
     /// otherwise the grow is refused and the module decides.
     pub reports_oom: bool,
+    /// Says stdio is a character device (a terminal) whatever it is, as its own CLI does
+    /// (Wasmer's WASI hard-codes it).
+    pub stdio_always_a_tty: bool,
 }
 
 /// Every engine; the suite runs once per engine, each against a containerd of its own.
-pub const ENGINES: [Engine; 2] = [
+pub const ENGINES: [Engine; 4] = [
     Engine {
         name: "wasmtime",
         runtime: "io.containerd.wasmtime.v1",
@@ -42,6 +45,7 @@ pub const ENGINES: [Engine; 2] = [
         components: true,
         compile_cache: true,
         reports_oom: true,
+        stdio_always_a_tty: false,
     },
     Engine {
         name: "wasmedge",
@@ -50,6 +54,25 @@ pub const ENGINES: [Engine; 2] = [
         components: false,
         compile_cache: false,
         reports_oom: false,
+        stdio_always_a_tty: false,
+    },
+    Engine {
+        name: "wasmer",
+        runtime: "io.containerd.wasmer.v1",
+        shim: "containerd-shim-wasmer-v1",
+        components: false,
+        compile_cache: true,
+        reports_oom: true,
+        stdio_always_a_tty: true,
+    },
+    Engine {
+        name: "wamr",
+        runtime: "io.containerd.wamr.v1",
+        shim: "containerd-shim-wamr-v1",
+        components: false,
+        compile_cache: false,
+        reports_oom: true,
+        stdio_always_a_tty: false,
     },
 ];
 
@@ -59,9 +82,9 @@ impl Engine {
         let wanted = std::env::var("WASMLET_ENGINES").unwrap_or_else(|_| "wasmtime".into());
         if !wanted.split_whitespace().any(|e| e == self.name) {
             return Some(format!(
-                "{} not in WASMLET_ENGINES={wanted:?}: `make test` runs it when ../shared \
-                 brings libwasmedge, or with `ENGINES=\"wasmtime wasmedge\" \
-                 WASMEDGE_DIR=<prefix of libwasmedge 0.17>`",
+                "{} not in WASMLET_ENGINES={wanted:?}: `make test` runs every engine it \
+                 builds (WasmEdge when ../shared brings libwasmedge or WASMEDGE_DIR names \
+                 one); pick with `ENGINES=\"wasmtime wasmer ...\"`",
                 self.name
             ));
         }

@@ -117,7 +117,7 @@ pub struct Options {
     pub log_level: String,
     /// Extra TOML appended to the config.
     pub extra_config: String,
-    /// Enable the CRI plugin (runtime handlers `wasmtime`/`wasmedge`, a local sandbox image,
+    /// Enable the CRI plugin (our runtime handlers, as `deploy/containerd/` gives them, a local sandbox image,
     /// CNI on a loopback-range bridge) with this subnet, as kubelet's containerd would be.
     pub cri_subnet: Option<String>,
     /// The sandbox (pause) image CRI uses; [`PAUSE_IMAGE`] unless a test brings its own.

@@ -4,7 +4,7 @@
 # `make installer-image` runs it; so does the e2e test that runs the image with runc.
 #
 #   build-image.sh OUT.tar [TAG]
-# Environment: ENGINES ("wasmtime wasmedge"), SHIM_DIR (where the built shims are),
+# Environment: ENGINES ("wasmtime wasmer wamr wasmedge"), SHIM_DIR (where the built shims are),
 #   WASMLET_OCI (the image builder), BUSYBOX (a static busybox).
 # Load it with `ctr -n k8s.io image import OUT.tar`, or push it with any OCI tool
 # (`skopeo copy oci-archive:OUT.tar docker://REGISTRY/wasmlet/node-installer:TAG`).

@@ -8,7 +8,7 @@
 # Detects k3s, rke2 and microk8s, whose containerd config is generated from a template.
 #
 #   install.sh [install|uninstall]
-# Environment: HOST_ROOT, ENGINES ("wasmtime wasmedge"), SHIM_SOURCE (dir with the shims),
+# Environment: HOST_ROOT, ENGINES ("wasmtime wasmer wamr wasmedge"), SHIM_SOURCE (dir with the shims),
 #   RESTART (auto|none), NODE_NAME (to label the node; needs kubectl and RBAC).
 set -eu
 

@@ -1,6 +1,9 @@
 //! The engine seam: a small trait that each WebAssembly engine implements in a module of
-//! its own (`wasmedge.rs`; `wasmtime/`, whose `http` child serves `wasi:http/proxy`),
-//! the only place that imports that engine's crates.
+//! its own (`wasmtime/`, whose `http` child serves `wasi:http/proxy`; `wasmedge.rs`;
+//! `wasmer/`, whose `memory` child caps linear memory; `wamr.rs`), the only place that
+//! imports that engine's crates. Each shim binary names one engine, so it links only that
+//! one (Wasmer's VM and Wasmtime both install crash-signal handlers: they never share a
+//! process).
 //!
 //! An engine is used inside the workload process only, during Create: [`Engine::load`]
 //! before the workload enters its container (compile or load from the cache, check the
@@ -12,8 +15,12 @@ use wasmlet_oci::WasiPlan;
 use crate::error::Result;
 use crate::image::cache::ModuleCache;
 
+#[cfg(feature = "wamr")]
+pub mod wamr;
 #[cfg(feature = "wasmedge")]
 pub mod wasmedge;
+#[cfg(feature = "wasmer")]
+pub mod wasmer;
 pub mod wasmtime;
 
 /// Exit code of a workload whose module trapped (128 + SIGABRT, as `wasmtime run` uses).
@@ -21,6 +28,21 @@ pub mod wasmtime;
 pub const TRAP_EXIT_CODE: i32 = 134;
 /// Exit code of a workload that hit its memory limit: the OOM killer's 128 + SIGKILL.
 pub const OOM_EXIT_CODE: i32 = 137;
+
+/// Refuse a WASIX module (it imports `wasix_32v1`, Wasmer's POSIX extension of WASI) on
+/// `engine`, which does not run WASIX: the message names the shim that does.
+pub(crate) fn refuse_wasix(engine: &str, plan: &WasiPlan, bytes: &[u8]) -> Result<()> {
+    match wasmlet_oci::wasm::wasix_import(bytes) {
+        None => Ok(()),
+        Some(module) => Err(crate::error::Error::ModuleInvalid {
+            module: plan.entrypoint.guest_path.clone(),
+            message: format!(
+                "the module imports WASIX (`{module}`), which {engine} does not run: use the \
+                 Wasmer shim (runtime io.containerd.wasmer.v1, containerd-shim-wasmer-v1)"
+            ),
+        }),
+    }
+}
 
 /// How a module's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

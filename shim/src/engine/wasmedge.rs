@@ -81,15 +81,17 @@ impl Engine for WasmEdge {
                 return Err(invalid(plan, "a native executable is not WebAssembly"))
             }
         }
+        let path = &plan.entrypoint.host_path;
+        let bytes = std::fs::read(path).map_err(Error::io("reading module", path))?;
+        super::refuse_wasix("WasmEdge", plan, &bytes)?;
         let config = config(plan)?;
         let module = match &self.compiler {
-            Some(compiler) => self.load_aot(compiler, plan, cache, config.as_ref())?,
+            Some(compiler) => self.load_aot(compiler, plan, &bytes, cache, config.as_ref())?,
             None => {
                 log::info!(
                     "compile cache: NotUsed (this libwasmedge has no AOT compiler: interpreting)"
                 );
-                Module::from_file(config.as_ref(), &plan.entrypoint.host_path)
-                    .map_err(|e| invalid(plan, e))?
+                Module::from_bytes(config.as_ref(), &bytes).map_err(|e| invalid(plan, e))?
             }
         };
         let export = &plan.entrypoint.export;
@@ -125,17 +127,16 @@ impl WasmEdge {
         &self,
         compiler: &Compiler,
         plan: &WasiPlan,
+        bytes: &[u8],
         cache: &ModuleCache,
         config: Option<&Config>,
     ) -> Result<Module> {
-        let path = &plan.entrypoint.host_path;
-        let bytes = std::fs::read(path).map_err(Error::io("reading module", path))?;
         let fingerprint = format!(
             "wasmedge {} aot",
             wasmedge_sdk::utils::CoreVersion::version_string()
         );
         let (module, _) = cache.load_or_compile(
-            &bytes,
+            bytes,
             &fingerprint,
             |b| {
                 let dir = tempfile::tempdir()

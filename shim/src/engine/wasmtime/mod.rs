@@ -269,10 +269,12 @@ impl Wasmtime {
     }
 
     fn load_core(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimeLoaded> {
+        let bytes = read_module(plan)?;
+        super::refuse_wasix("Wasmtime", plan, &bytes)?;
         let sync = Flavour::get(&self.sync, Flavour::sync)?;
         let module: Module = load(
             sync,
-            &read_module(plan)?,
+            &bytes,
             plan,
             cache,
             |e, b| e.precompile_module(b),

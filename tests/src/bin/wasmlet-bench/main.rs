@@ -25,6 +25,7 @@ const SLEEP_IMAGE: &str = "docker.io/wasmlet/sleep:bench";
 const BUSYBOX_IMAGE: &str = "docker.io/wasmlet/busybox:bench";
 const EXEC_IMAGE: &str = "docker.io/wasmlet/exec:bench";
 
+#[derive(Clone, Copy)]
 pub struct Runtime {
     pub name: &'static str,
     pub runtime: &'static str,
@@ -32,18 +33,34 @@ pub struct Runtime {
     pub shim: &'static str,
 }
 
-const OURS: Runtime = Runtime {
-    name: "wasmlet (wasmtime) hello.wasm",
-    runtime: "io.containerd.wasmtime.v1",
-    image: WASM_IMAGE,
-    shim: "containerd-shim-wasmtime-v1",
-};
-const WASMEDGE: Runtime = Runtime {
-    name: "wasmlet (wasmedge) hello.wasm",
-    runtime: "io.containerd.wasmedge.v1",
-    image: WASM_IMAGE,
-    shim: "containerd-shim-wasmedge-v1",
-};
+/// Every engine's shim, Wasmtime first; the bench measures those that are built.
+const ENGINES: [Runtime; 4] = [
+    Runtime {
+        name: "wasmlet (wasmtime) hello.wasm",
+        runtime: "io.containerd.wasmtime.v1",
+        image: WASM_IMAGE,
+        shim: "containerd-shim-wasmtime-v1",
+    },
+    Runtime {
+        name: "wasmlet (wasmer) hello.wasm",
+        runtime: "io.containerd.wasmer.v1",
+        image: WASM_IMAGE,
+        shim: "containerd-shim-wasmer-v1",
+    },
+    Runtime {
+        name: "wasmlet (wamr) hello.wasm",
+        runtime: "io.containerd.wamr.v1",
+        image: WASM_IMAGE,
+        shim: "containerd-shim-wamr-v1",
+    },
+    Runtime {
+        name: "wasmlet (wasmedge) hello.wasm",
+        runtime: "io.containerd.wasmedge.v1",
+        image: WASM_IMAGE,
+        shim: "containerd-shim-wasmedge-v1",
+    },
+];
+const OURS: Runtime = ENGINES[0];
 const NATIVE: Runtime = Runtime {
     name: "wasmlet native busybox echo",
     runtime: "io.containerd.wasmtime.v1",
@@ -122,23 +139,34 @@ fn main() {
         bb.entrypoint = vec!["/bin/busybox".into(), "echo".into(), "hello".into()];
         import_image(&ctd, NS, &bb);
 
-        let first = start::time_run(&ctd, &OURS, "cold-0");
-        let wasmedge = opts.shim_dir.join(WASMEDGE.shim).exists();
-        let mut runtimes = vec![&RUNC, &OURS];
-        if wasmedge {
-            runtimes.push(&WASMEDGE);
-        }
+        let engines: Vec<&Runtime> = ENGINES
+            .iter()
+            .filter(|e| opts.shim_dir.join(e.shim).exists())
+            .collect();
+        let firsts: Vec<(&str, Duration)> = engines
+            .iter()
+            .map(|e| {
+                (
+                    engine_of(e),
+                    start::time_run(&ctd, e, &format!("cold-{}", engine_of(e))),
+                )
+            })
+            .collect();
+        let mut runtimes = vec![&RUNC];
+        runtimes.extend(engines.iter().copied());
         runtimes.push(&NATIVE);
         let start = start::start_to_exit(&ctd, &runtimes);
-        println!(
-            "  first start of hello.wasm under wasmtime (compile + cache): {:.1} ms",
-            start::ms(first)
-        );
-        if primary {
-            start::exec_latency(&ctd, &hello);
-            start::big_module(&ctd);
+        for (engine, first) in &firsts {
+            println!(
+                "  first start of hello.wasm under {engine} (compile + cache): {:.1} ms",
+                start::ms(*first)
+            );
         }
-        let pss = memory::idle_table(&ctd, wasmedge);
+        if primary {
+            start::exec_latency(&ctd, &hello, &engines);
+            start::big_module(&ctd, &engines);
+        }
+        let pss = memory::idle_table(&ctd, &engines);
         if primary {
             http::http_throughput(&ctd);
         }
@@ -186,6 +214,13 @@ fn compare(columns: &[Column]) {
             println!("  {name:<44}{}", cells.join(""));
         }
     }
+}
+
+/// The engine a runtime of [`ENGINES`] runs (`wasmtime`, ...).
+pub fn engine_of(rt: &Runtime) -> &'static str {
+    rt.runtime
+        .trim_start_matches("io.containerd.")
+        .trim_end_matches(".v1")
 }
 
 pub fn runs() -> usize {

@@ -6,7 +6,7 @@ use wasmlet_tests::cmd::eventually;
 use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::leaks::{parent_of, processes, processes_with};
 
-use crate::{Runtime, BUSYBOX_IMAGE, NATIVE, NS, OURS, RUNC, SLEEP_IMAGE, WASMEDGE};
+use crate::{engine_of, Runtime, BUSYBOX_IMAGE, NATIVE, NS, RUNC, SLEEP_IMAGE};
 
 /// (RSS, PSS) in KiB of `pid` and all of its descendants.
 pub fn tree_memory(pid: u32) -> (u64, u64, usize) {
@@ -86,23 +86,17 @@ pub fn idle_memory(
 
 /// The shim trees of runc, our engines and our native run, each while its workload sleeps;
 /// prints the table and returns (name, PSS) per row, runc's first.
-pub fn idle_table(ctd: &Containerd, wasmedge: bool) -> Vec<(&'static str, u64)> {
+pub fn idle_table(ctd: &Containerd, engines: &[&Runtime]) -> Vec<(&'static str, u64)> {
     let sleep: &[&str] = &["/bin/busybox", "sleep", "300"];
-    let mut rows: Vec<(&'static str, (u64, u64, usize))> = vec![
-        (
-            "runc: shim + busybox sleep",
-            idle_memory(ctd, &RUNC, BUSYBOX_IMAGE, sleep),
-        ),
-        (
-            "wasmlet (wasmtime): shim + sleep.wasm",
-            idle_memory(ctd, &OURS, SLEEP_IMAGE, &[]),
-        ),
-    ];
-    if wasmedge {
-        rows.push((
-            "wasmlet (wasmedge): shim + sleep.wasm",
-            idle_memory(ctd, &WASMEDGE, SLEEP_IMAGE, &[]),
-        ));
+    let mut rows: Vec<(&'static str, (u64, u64, usize))> = vec![(
+        "runc: shim + busybox sleep",
+        idle_memory(ctd, &RUNC, BUSYBOX_IMAGE, sleep),
+    )];
+    for engine in engines {
+        let name: &'static str = Box::leak(
+            format!("wasmlet ({}): shim + sleep.wasm", engine_of(engine)).into_boxed_str(),
+        );
+        rows.push((name, idle_memory(ctd, engine, SLEEP_IMAGE, &[])));
     }
     rows.push((
         "wasmlet: shim + native busybox sleep",

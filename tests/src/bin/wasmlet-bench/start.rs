@@ -1,5 +1,6 @@
-//! Times: `ctr run --rm` start-to-exit per runtime, alternating, against runc; the first
-//! and cached starts of a large module; `ctr task exec` into running containers.
+//! Times: `ctr run --rm` start-to-exit per runtime, alternating, against runc; per engine,
+//! the first and cached starts of a large module and a CPU-bound run of it; `ctr task exec`
+//! into running containers.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use wasmlet_tests::cmd::eventually;
 use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{import_image, module_image, wat};
 
-use crate::{runs, Runtime, BUSYBOX_IMAGE, EXEC_IMAGE, NATIVE, NS, OURS, RUNC};
+use crate::{engine_of, runs, Runtime, BUSYBOX_IMAGE, EXEC_IMAGE, NATIVE, NS, RUNC};
 
 /// Start-to-exit medians of `runtimes` (runc first, the baseline), `runs()` alternating
 /// rounds after warm-up; prints the table and returns (name, median) per runtime.
@@ -53,17 +54,51 @@ pub fn time_run_args(
     id: &str,
     args: &[&str],
 ) -> Duration {
+    try_time_run(ctd, runtime, image, id, args, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{image} failed: {e}"))
+}
+
+/// The time `ctr run --rm` took, or why it failed (within `limit`).
+pub fn try_time_run(
+    ctd: &Containerd,
+    runtime: &str,
+    image: &str,
+    id: &str,
+    args: &[&str],
+    limit: Duration,
+) -> Result<Duration, String> {
     let mut cmd = vec!["run", "--rm", "--runtime", runtime, image, id];
     cmd.extend_from_slice(args);
     let start = Instant::now();
-    let out = ctd.ctr_timeout(NS, &cmd, None, Duration::from_secs(120));
+    let out = ctd.ctr_timeout(NS, &cmd, None, limit);
     let took = start.elapsed();
-    assert_eq!(out.code, Some(0), "{image} failed: {}", out.stderr);
-    took
+    match out.code {
+        Some(0) => Ok(took),
+        _ => {
+            // Leave nothing behind for the next run (a timed-out task is still there).
+            let _ = ctd.ctr(NS, &["task", "kill", "-s", "SIGKILL", id]);
+            eventually(Duration::from_secs(10), || {
+                let _ = ctd.ctr(NS, &["task", "delete", id]);
+                ctd.ctr(NS, &["task", "ls", "-q"])
+                    .stdout_str()
+                    .lines()
+                    .all(|l| l != id)
+            });
+            let _ = ctd.ctr(NS, &["container", "rm", id]);
+            Err(format!(
+                "{} after {:.1} s",
+                out.stderr.trim(),
+                took.as_secs_f64()
+            ))
+        }
+    }
 }
 
-/// First (compiling) and second (cached) start of a large module from an ordinary image.
-pub fn big_module(ctd: &Containerd) {
+/// Per engine, the first (compiling) and later (cached) starts of a large module from an
+/// ordinary image, then a CPU-bound run of it: the module validating itself (15 MB of
+/// WebAssembly parsed and type-checked), which shows each engine's compiled or interpreted
+/// speed.
+pub fn big_module(ctd: &Containerd, engines: &[&Runtime]) {
     let path = std::env::var_os("BENCH_BIG_MODULE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| wasmlet_tests::target_dir().join("bench/bin/wasm-tools.wasm"));
@@ -76,30 +111,83 @@ pub fn big_module(ctd: &Containerd) {
     };
     let image = "docker.io/wasmlet/wasm-tools:bench";
     import_image(ctd, NS, &module_image(image, bytes.clone()));
-    let args = ["/app/wasm-tools.wasm", "--version"];
-    let first = time_run_args(ctd, OURS.runtime, image, "big-first", &args);
-    let mut again: Vec<Duration> = (0..5)
-        .map(|i| time_run_args(ctd, OURS.runtime, image, &format!("big-{i}"), &args))
-        .collect();
-    again.sort();
-    let second = again[again.len() / 2];
+    let version = ["/app/wasm-tools.wasm", "--version"];
+    let work = ["/app/wasm-tools.wasm", "validate", "/app/wasm-tools.wasm"];
     println!(
-        "\nlarge module ({:.1} MB, {}), ordinary rootfs image",
+        "\nlarge module ({:.1} MB, {}), ordinary rootfs image (ms)",
         bytes.len() as f64 / 1e6,
         path.file_name().unwrap_or_default().to_string_lossy()
     );
-    println!("  first start (compile + cache): {:>8.1} ms", ms(first));
-    println!("  later starts (cached), median: {:>8.1} ms", ms(second));
     println!(
-        "  ratio later / first: {:.3}x",
-        second.as_secs_f64() / first.as_secs_f64()
+        "  {:<12} {:>14} {:>14} {:>14} {:>16}",
+        "engine", "first start", "cached start", "later/first", "validate itself"
     );
+    let limit = Duration::from_secs(900);
+    let mut baseline = None;
+    for engine in engines {
+        let name = engine_of(engine);
+        let first = try_time_run(
+            ctd,
+            engine.runtime,
+            image,
+            &format!("big-first-{name}"),
+            &version,
+            limit,
+        );
+        let again: Result<Vec<Duration>, String> = (0..5)
+            .map(|i| {
+                try_time_run(
+                    ctd,
+                    engine.runtime,
+                    image,
+                    &format!("big-{name}-{i}"),
+                    &version,
+                    limit,
+                )
+            })
+            .collect();
+        let cpu = try_time_run(
+            ctd,
+            engine.runtime,
+            image,
+            &format!("big-cpu-{name}"),
+            &work,
+            limit,
+        );
+        let cell = |r: &Result<Duration, String>| match r {
+            Ok(d) => format!("{:.1}", ms(*d)),
+            Err(e) => {
+                eprintln!("  {name}: {e}");
+                "failed".into()
+            }
+        };
+        let cached = again.map(median);
+        let ratio = match (&first, &cached) {
+            (Ok(f), Ok(c)) => format!("{:.3}x", c.as_secs_f64() / f.as_secs_f64()),
+            _ => "-".into(),
+        };
+        let cpu_cell = match (&cpu, baseline) {
+            (Ok(d), Some(b)) => format!("{} ({:.1}x)", cell(&cpu), d.as_secs_f64() / b),
+            _ => cell(&cpu),
+        };
+        if let (Ok(d), None) = (&cpu, baseline) {
+            baseline = Some(d.as_secs_f64());
+        }
+        println!(
+            "  {name:<12} {:>14} {:>14} {:>14} {:>16}",
+            cell(&first),
+            cell(&cached),
+            ratio,
+            cpu_cell
+        );
+    }
+    println!("  (validate itself: the ratio is to the first engine's, Wasmtime's)");
 }
 
 /// `ctr task exec` of a short program into a running container, alternating: busybox
 /// `true` in runc's and in wasmlet's native busybox container, `hello.wasm` in a wasm
 /// container (the module's first exec compiles it into the cache; warm-up covers that).
-pub fn exec_latency(ctd: &Containerd, hello: &[u8]) {
+pub fn exec_latency(ctd: &Containerd, hello: &[u8], engines: &[&Runtime]) {
     let mut image = ImageSpec::new(EXEC_IMAGE)
         .file("/app/sleep.wasm", wat("sleep"), 0o755)
         .file("/app/hello.wasm", hello.to_vec(), 0o755);
@@ -107,33 +195,35 @@ pub fn exec_latency(ctd: &Containerd, hello: &[u8]) {
     import_image(ctd, NS, &image);
     let sleep: &[&str] = &["/bin/busybox", "sleep", "300"];
     let truth: &[&str] = &["/bin/busybox", "true"];
-    type Target<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a [&'a str]);
-    let targets: [Target; 3] = [
+    type Target<'a> = (String, &'a str, &'a str, &'a [&'a str], &'a [&'a str]);
+    let mut targets: Vec<Target> = vec![
         (
-            "runc: busybox true",
+            "runc: busybox true".into(),
             RUNC.runtime,
             BUSYBOX_IMAGE,
             sleep,
             truth,
         ),
         (
-            "wasmlet native: busybox true",
+            "wasmlet native: busybox true".into(),
             NATIVE.runtime,
             BUSYBOX_IMAGE,
             sleep,
             truth,
         ),
-        (
-            "wasmlet (wasmtime): hello.wasm",
-            OURS.runtime,
+    ];
+    for engine in engines {
+        targets.push((
+            format!("wasmlet ({}): hello.wasm", engine_of(engine)),
+            engine.runtime,
             EXEC_IMAGE,
             &[],
             &["/app/hello.wasm"],
-        ),
-    ];
+        ));
+    }
     for (i, (_, runtime, image, args, _)) in targets.iter().enumerate() {
         let id = format!("exec-{i}");
-        let mut cmd = vec!["run", "-d", "--runtime", *runtime, *image, &id];
+        let mut cmd = vec!["run", "-d", "--runtime", runtime, image, &id];
         cmd.extend_from_slice(args);
         ctd.ctr(NS, &cmd).ok("ctr run -d");
     }
