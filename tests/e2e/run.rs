@@ -13,7 +13,7 @@ pub const TESTS: &[(&str, Test)] = &[
         args_and_env_reach_the_module,
     ),
     (
-        "run::cwd_resolves_relative_entrypoint_and_sets_pwd",
+        "run::cwd_resolves_relative_entrypoint_without_adding_pwd",
         cwd_resolves_relative_entrypoint,
     ),
     ("run::stdin_reaches_the_module", stdin_reaches_the_module),
