@@ -124,8 +124,15 @@ pub fn big_module(ctd: &Containerd, engines: &[&Runtime]) {
     );
     let limit = Duration::from_secs(900);
     let mut baseline = None;
+    // BENCH_BIG_SKIP="wasmedge ...": engines left out of this table (WasmEdge's LLVM AOT
+    // compile of 15 MB takes minutes on a small machine).
+    let skip = std::env::var("BENCH_BIG_SKIP").unwrap_or_default();
     for engine in engines {
         let name = engine_of(engine);
+        if skip.split_whitespace().any(|s| s == name) {
+            println!("  {name:<12} (left out: BENCH_BIG_SKIP)");
+            continue;
+        }
         let first = try_time_run(
             ctd,
             engine.runtime,
