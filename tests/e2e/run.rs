@@ -33,7 +33,22 @@ pub const TESTS: &[(&str, Test)] = &[
         "run::memory_limit_caps_linear_memory",
         memory_limit_caps_linear_memory,
     ),
+    (
+        "run::socket_call_on_a_directory_fails_as_the_engine_says",
+        socket_call_on_a_directory_fails_as_the_engine_says,
+    ),
 ];
+
+/// `sock_shutdown` on fd 3 (a directory) fails with the errno the engine's own CLI gives for
+/// it: `ENOTSOCK` (57) under `wasmtime run` and `wasmedge` (both CLIs checked by hand,
+/// 2026-11-29). Wasmer's and WAMR's WASI give the same (their CLIs were not at hand).
+fn socket_call_on_a_directory_fails_as_the_engine_says(ctd: &Containerd) {
+    let dir = rootfs(&[("/sockshut.wasm", wat("sockshut"))]);
+    let out = run_rootfs(ctd, "sockshut", dir.path(), &[], &["/sockshut.wasm"]).ok("ctr run");
+    let engine = crate::support::engine(ctd).name;
+    assert_eq!(out.stdout_str(), "shutdown: 57\n", "{engine}");
+    assert_clean(ctd, "sockshut");
+}
 
 fn hello_from_rootfs_dir(ctd: &Containerd) {
     let dir = rootfs(&[("/hello.wasm", wat("hello"))]);
