@@ -61,6 +61,21 @@ impl Exit {
         }
     }
 
+    /// How a run that returned `result` (an exit code, or a trap's message) ended; `oom` is
+    /// the memory limit when a grow past it was refused, which decides the exit.
+    pub fn from_run(result: std::result::Result<i32, String>, oom: Option<u64>) -> Self {
+        if let Some(limit) = oom {
+            return Exit::out_of_memory(limit);
+        }
+        match result {
+            Ok(code) => Exit::code(code),
+            Err(message) => {
+                eprintln!("wasmlet: {message}");
+                Exit::code(TRAP_EXIT_CODE)
+            }
+        }
+    }
+
     /// The module grew past `limit` bytes: say so on stderr, exit as the OOM killer would.
     pub fn out_of_memory(limit: u64) -> Self {
         eprintln!("wasmlet: the module exceeded its memory limit of {limit} bytes");

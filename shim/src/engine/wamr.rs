@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use wamrx_sys as sys;
 use wasmlet_oci::{WasiPlan, WasmKind};
 
-use super::{Engine, Exit, Loaded, Prepared, TRAP_EXIT_CODE};
+use super::{Engine, Exit, Loaded, Prepared};
 use crate::error::{Error, Result};
 use crate::image::cache::ModuleCache;
 
@@ -358,16 +358,10 @@ impl Drop for WamrPrepared {
 impl Prepared for WamrPrepared {
     fn run(self) -> Exit {
         let result = self.try_run();
-        if EXCEEDED.load(Ordering::SeqCst) {
-            return Exit::out_of_memory(self.limit.unwrap_or_default());
-        }
-        match result {
-            Ok(code) => Exit::code(code),
-            Err(message) => {
-                eprintln!("wasmlet: {message}");
-                Exit::code(TRAP_EXIT_CODE)
-            }
-        }
+        let oom = EXCEEDED
+            .load(Ordering::SeqCst)
+            .then(|| self.limit.unwrap_or_default());
+        Exit::from_run(result, oom)
     }
 }
 

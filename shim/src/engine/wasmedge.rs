@@ -18,7 +18,7 @@ use wasmedge_sdk::wasi::WasiModule;
 use wasmedge_sdk::{Compiler, ExternalInstanceType, Module, Store, Vm};
 use wasmlet_oci::{WasiPlan, WasmKind};
 
-use super::{Engine, Exit, Loaded, Prepared, TRAP_EXIT_CODE};
+use super::{Engine, Exit, Loaded, Prepared};
 use crate::error::{Error, Result};
 use crate::image::cache::ModuleCache;
 
@@ -211,12 +211,6 @@ impl WasmEdgePrepared {
 
 impl Prepared for WasmEdgePrepared {
     fn run(self) -> Exit {
-        match self.try_run() {
-            Ok(code) => Exit::code(code),
-            Err(message) => {
-                eprintln!("wasmlet: {message}");
-                Exit::code(TRAP_EXIT_CODE)
-            }
-        }
+        Exit::from_run(self.try_run(), None)
     }
 }

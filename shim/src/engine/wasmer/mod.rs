@@ -31,7 +31,7 @@ use wasmer_wasix::virtual_fs::host_fs;
 use wasmer_wasix::{WasiEnv, WasiError};
 use wasmlet_oci::{Preopen, WasiPlan, WasmKind};
 
-use super::{Engine, Exit, Loaded, Prepared, TRAP_EXIT_CODE};
+use super::{Engine, Exit, Loaded, Prepared};
 use crate::error::{Error, Result};
 use crate::image::cache::ModuleCache;
 use memory::CapTunables;
@@ -244,18 +244,9 @@ fn exit_code(e: RuntimeError) -> std::result::Result<i32, String> {
 impl Prepared for WasmerLoaded {
     fn run(self) -> Exit {
         let exceeded = self.exceeded.clone();
-        let limit = self.plan.memory_limit;
+        let limit = self.plan.memory_limit.unwrap_or_default();
         let result = self.try_run();
-        if exceeded.load(Ordering::SeqCst) {
-            return Exit::out_of_memory(limit.unwrap_or_default());
-        }
-        match result {
-            Ok(code) => Exit::code(code),
-            Err(message) => {
-                eprintln!("wasmlet: {message}");
-                Exit::code(TRAP_EXIT_CODE)
-            }
-        }
+        Exit::from_run(result, exceeded.load(Ordering::SeqCst).then_some(limit))
     }
 }
 
