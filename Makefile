@@ -4,6 +4,7 @@
 #   make test     the whole test suite (unit + end-to-end; end-to-end needs root)
 #   make critest  CRI conformance: critest against each containerd's CRI, each engine's handler
 #   make fuzz     the fuzz targets of fuzz/ for FUZZ_SECONDS (60) each (cargo-fuzz, nightly)
+#   make compare  each engine's shim against its engine's own CLI on the WASI fixtures
 #   make bench    start-to-exit time and memory against runc; HTTP req/s against wasmtime serve
 #   make installer-image  the node-installer image as an OCI archive (no Docker needed)
 #   make kind-e2e the Kubernetes path on a kind cluster (needs Docker, kind, kubectl)
@@ -39,7 +40,7 @@ SHIM_FEATURES := $(if $(SHIM_ENGINE_FEATURES),--features "$(foreach f,$(SHIM_ENG
 # The pause process of the locally built sandbox image: static, for this host.
 HOST_TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 
-.PHONY: all deps shared build examples test critest fuzz demo bench install uninstall lint fmt clean kind-e2e installer-image
+.PHONY: all deps shared build examples test critest fuzz demo bench compare install uninstall lint fmt clean kind-e2e installer-image
 
 all: build
 
@@ -99,6 +100,20 @@ $(BENCH_WASMTIME):
 
 bench: deps build examples $(BIG_MODULE) $(BENCH_WASMTIME)
 	WASMLET_SHIM_DIR=$(TARGET_DIR)/release BENCH_BIG_MODULE=$(BIG_MODULE) BENCH_WASMTIME=$(BENCH_WASMTIME) $(TARGET_DIR)/release/wasmlet-bench
+
+# Each shim against its engine's CLI (same module, args, env, directory as /): wasmtime-cli
+# and wasmer-cli from crates.io, WasmEdge's from ../shared; WAMR's iwasm when IWASM names one.
+WASMER_CLI_VERSION := 7.4.2
+COMPARE_WASMER := $(TARGET_DIR)/bench/bin/wasmer
+SHARED_WASMEDGE_CLI := $(if $(SHARED_WASMEDGE),$(SHARED_WASMEDGE)/bin/wasmedge,)
+
+$(COMPARE_WASMER):
+	$(CARGO) install --locked --root $(TARGET_DIR)/bench --no-default-features --features sys,wat,singlepass wasmer-cli@$(WASMER_CLI_VERSION)
+
+compare: deps build $(BENCH_WASMTIME) $(COMPARE_WASMER)
+	WASMLET_SHIM_DIR=$(TARGET_DIR)/release COMPARE_WASMTIME=$(BENCH_WASMTIME) COMPARE_WASMER=$(COMPARE_WASMER) \
+		COMPARE_WASMEDGE=$(SHARED_WASMEDGE_CLI) COMPARE_IWASM=$(IWASM) \
+		LD_LIBRARY_PATH=$(if $(SHARED_WASMEDGE),$(SHARED_WASMEDGE)/lib,) $(TARGET_DIR)/release/wasmlet-compare
 
 # The node-installer image as an OCI archive (no Docker needed): push it, or import it.
 installer-image: build

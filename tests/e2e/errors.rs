@@ -54,6 +54,18 @@ fn wasix_runs_on_wasmer_only(ctd: &Containerd) {
         let text = out.stdout_str();
         assert!(text.starts_with("wasix thread "), "{text}");
         assert_clean(ctd, "wasix");
+        // A thread of its own (`thread_spawn_v2`, joined) writes a file that the main
+        // thread reads back: exit 0 and the file's text, not a refusal or a hang.
+        let dir = rootfs(&[("/thread.wasm", wat("wasixthread"))]);
+        let out = run_rootfs(ctd, "wasixthread", dir.path(), &[], &["/thread.wasm"]);
+        assert!(!out.timed_out, "{out:?}");
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_eq!(out.stdout_str(), "from thread\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("thread.txt")).unwrap(),
+            "from thread\n"
+        );
+        assert_clean(ctd, "wasixthread");
         return;
     }
     refused(
@@ -62,6 +74,14 @@ fn wasix_runs_on_wasmer_only(ctd: &Containerd) {
         &[("/wasix.wasm", wat("wasix"))],
         &[],
         &["/wasix.wasm"],
+        "the module imports WASIX (`wasix_32v1`), which",
+    );
+    refused(
+        ctd,
+        "wasixthread",
+        &[("/thread.wasm", wat("wasixthread"))],
+        &[],
+        &["/thread.wasm"],
         "the module imports WASIX (`wasix_32v1`), which",
     );
     refused(
