@@ -61,6 +61,8 @@ pub enum Error {
     InvalidTimeout { source_name: String, value: String },
     #[error("image: {0}")]
     Image(String),
+    #[error("registry {reference}: {detail}")]
+    Registry { reference: String, detail: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 
-const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const MT_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
@@ -97,9 +97,27 @@ pub struct Written {
     pub layer: String,
 }
 
-struct Blob {
-    digest: String,
-    data: Vec<u8>,
+/// A content-addressed blob of an image: a layer, a config or a manifest.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    /// `sha256:<hex>` of `data`.
+    pub digest: String,
+    pub data: Vec<u8>,
+}
+
+/// An image built in memory: what [`write_layout`] writes as a tarball and
+/// [`crate::registry`] pushes to a registry.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The image manifest (media type [`MT_MANIFEST`]).
+    pub manifest: Blob,
+    /// The config first, then the layers.
+    pub blobs: Vec<Blob>,
+    /// The manifest's platform, as an index entry gives it.
+    pub platform: serde_json::Value,
+    /// Docker's `manifest.json`, for `docker load` (rootfs images).
+    docker_manifest: Option<Vec<u8>>,
+    pub written: Written,
 }
 
 impl Blob {
@@ -174,13 +192,20 @@ fn append(
 
 /// Write the image as an OCI layout tarball to `out`.
 pub fn write_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
+    let built = build(spec)?;
+    write_tar(out, spec, &built)?;
+    Ok(built.written)
+}
+
+/// Build the image of `spec` in memory: its manifest, config and layers.
+pub fn build(spec: &ImageSpec) -> Result<Built> {
     match spec.form {
-        Form::Rootfs => write_rootfs_layout(spec, out),
-        Form::WasmLayers => write_wasm_layout(spec, out),
+        Form::Rootfs => build_rootfs(spec),
+        Form::WasmLayers => build_wasm(spec),
     }
 }
 
-fn write_rootfs_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
+fn build_rootfs(spec: &ImageSpec) -> Result<Built> {
     let layer = Blob::new(layer_tar(&spec.files)?);
     let mut container_config = serde_json::Map::new();
     let mut put = |key: &str, v: &[String]| {
@@ -218,18 +243,16 @@ fn write_rootfs_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
         config: config.digest.clone(),
         layer: layer.digest.clone(),
     };
-    write_tar(
-        out,
-        spec,
-        &manifest,
+    Ok(Built {
+        manifest,
+        blobs: vec![config, layer],
         platform,
-        &[config, layer],
-        Some(docker_manifest),
-    )?;
-    Ok(written)
+        docker_manifest: Some(docker_manifest),
+        written,
+    })
 }
 
-fn write_wasm_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
+fn build_wasm(spec: &ImageSpec) -> Result<Built> {
     if spec.files.is_empty() {
         return Err(Error::Image(
             "a wasm-layer image needs at least one module".into(),
@@ -287,19 +310,18 @@ fn write_wasm_layout(spec: &ImageSpec, out: impl Write) -> Result<Written> {
     let mut blobs = vec![config];
     blobs.extend(layers.into_iter().map(|(b, _, _)| b));
     let platform = serde_json::json!({"architecture": "wasm", "os": os});
-    write_tar(out, spec, &manifest, platform, &blobs, None)?;
-    Ok(written)
+    Ok(Built {
+        manifest,
+        blobs,
+        platform,
+        docker_manifest: None,
+        written,
+    })
 }
 
 /// Write `oci-layout`, `index.json`, the optional Docker `manifest.json` and the blobs.
-fn write_tar(
-    out: impl Write,
-    spec: &ImageSpec,
-    manifest: &Blob,
-    platform: serde_json::Value,
-    blobs: &[Blob],
-    docker_manifest: Option<Vec<u8>>,
-) -> Result<()> {
+fn write_tar(out: impl Write, spec: &ImageSpec, built: &Built) -> Result<()> {
+    let manifest = &built.manifest;
     let tag = spec
         .name
         .rsplit_once(':')
@@ -315,7 +337,7 @@ fn write_tar(
                 "io.containerd.image.name": spec.name,
                 "org.opencontainers.image.ref.name": tag,
             },
-            "platform": platform,
+            "platform": built.platform,
         }],
     }));
     let mut tar = tar::Builder::new(out);
@@ -329,10 +351,10 @@ fn write_tar(
         ("index.json".into(), &index),
         (manifest.path(), &manifest.data),
     ];
-    if let Some(dm) = &docker_manifest {
+    if let Some(dm) = &built.docker_manifest {
         files.push(("manifest.json".into(), dm));
     }
-    files.extend(blobs.iter().map(|b| (b.path(), &b.data[..])));
+    files.extend(built.blobs.iter().map(|b| (b.path(), &b.data[..])));
     for (path, data) in files {
         let mut h = header(tar::EntryType::Regular, 0o644, data.len() as u64);
         tar.append_data(&mut h, &path, data)

@@ -13,6 +13,7 @@
 //! - [`wasi`]: compute the [`WasiPlan`] from a spec.
 //! - [`http`]: how a `wasi:http/proxy` workload is served (listen address, timeout).
 //! - [`image`]: build OCI image layout tarballs.
+//! - `registry` (feature `registry`): push them to an OCI distribution registry.
 //! - [`media`]: media types, manifests and indexes of the image forms wasmlet runs.
 
 pub mod entrypoint;
@@ -20,6 +21,8 @@ pub mod error;
 pub mod http;
 pub mod image;
 pub mod media;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod rootfs;
 pub mod spec;
 pub mod wasi;

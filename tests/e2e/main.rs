@@ -20,6 +20,7 @@ mod mounts;
 mod node_install;
 mod pod_lifecycle;
 mod pods;
+mod registry;
 mod restart;
 mod run;
 mod support;
@@ -78,6 +79,20 @@ fn main() {
             })
             .with_kind("root");
             trials.push(trial.with_ignored_flag(unavailable.is_some()));
+        }
+        let registry_unavailable = unavailable
+            .clone()
+            .or_else(wasmlet_tests::registry::unavailable);
+        if let (None, Some(why)) = (&unavailable, &registry_unavailable) {
+            eprintln!("{prefix}::registry tests ignored: {why}");
+        }
+        for (name, test) in registry::TESTS {
+            let trial = Trial::test(format!("{prefix}::{name}"), move || {
+                test(&support::containerd(flavour, &support::ENGINES[0]));
+                Ok(())
+            })
+            .with_kind("root");
+            trials.push(trial.with_ignored_flag(registry_unavailable.is_some()));
         }
     }
     let conclusion = libtest_mimic::run(&args, trials);

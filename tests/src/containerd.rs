@@ -446,11 +446,17 @@ fn cri_config(opts: &Options, dir: &Path, subnet: &str) -> Result<String, String
     let ours = opts.flavour.runtime_entries()?;
     let (cni, bin) = (cni.display(), bin.display());
     let sandbox = &opts.sandbox_image;
+    // Registries as a cluster admin configures them: `certs.d/<host>/hosts.toml`.
+    let certs = dir.join("certs.d");
+    let certs = certs.display();
     Ok(if opts.flavour.config_version >= 3 {
         format!(
             r#"
 [plugins."io.containerd.cri.v1.images".pinned_images]
   sandbox = "{sandbox}"
+
+[plugins."io.containerd.cri.v1.images".registry]
+  config_path = "{certs}"
 
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
@@ -479,6 +485,8 @@ fn cri_config(opts: &Options, dir: &Path, subnet: &str) -> Result<String, String
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{bin}"
     conf_dir = "{cni}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{certs}"
 
 {ours}"#
         )

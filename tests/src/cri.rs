@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use containerd_client::tonic::transport::Channel;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 
@@ -16,6 +17,7 @@ const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 pub struct Cri {
     rt: tokio::runtime::Runtime,
     client: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
 }
 
 impl Cri {
@@ -29,7 +31,8 @@ impl Cri {
             .map_err(|e| e.to_string())?;
         Ok(Cri {
             rt,
-            client: RuntimeServiceClient::new(channel),
+            client: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
         })
     }
 
@@ -162,6 +165,31 @@ impl Cri {
     pub fn runtime_status(&self) -> Result<StatusResponse, String> {
         let req = StatusRequest { verbose: true };
         self.call(|mut c| async move { c.status(req).await })
+    }
+
+    /// PullImage, as kubelet makes it (with an image pull secret's credentials, if any): the
+    /// image's reference by digest.
+    pub fn pull_image(&self, image: &str, auth: Option<(&str, &str)>) -> Result<String, String> {
+        let req = PullImageRequest {
+            image: Some(ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            auth: auth.map(|(u, p)| AuthConfig {
+                username: u.to_string(),
+                password: p.to_string(),
+                ..Default::default()
+            }),
+            sandbox_config: None,
+        };
+        let mut images = self.images.clone();
+        let call = async { tokio::time::timeout(CALL_TIMEOUT, images.pull_image(req)).await };
+        match self.rt.block_on(call) {
+            Ok(r) => r
+                .map(|r| r.into_inner().image_ref)
+                .map_err(|s| s.message().to_string()),
+            Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+        }
     }
 
     pub fn pods(&self) -> Result<Vec<PodSandbox>, String> {

@@ -11,6 +11,7 @@
 //! - [`fixtures`]: the `.wat` fixtures, rootfs directories and images built from them.
 //! - [`http`]: a small HTTP/1.1 client for the HTTP tests and bench.
 //! - [`leaks`]: finding processes, mounts, sockets and state a container left behind.
+//! - [`registry`]: a private OCI registry (Debian's `docker-registry`) for the pull tests.
 
 pub mod api;
 pub mod cmd;
@@ -20,6 +21,7 @@ pub mod critest;
 pub mod fixtures;
 pub mod http;
 pub mod leaks;
+pub mod registry;
 
 /// The workspace root (where `target/` is).
 pub fn workspace_root() -> std::path::PathBuf {

@@ -5,7 +5,12 @@
 //! wasmlet-oci build -t docker.io/you/hello:v1 -o hello.tar hello.wasm
 //! wasmlet-oci build -t NAME -o OUT.tar [--wasm-layers] [--entrypoint PATH]... [--env K=V]...
 //!                   [--workdir DIR] [--platform OS/ARCH] [--add HOST:GUEST]... MODULE[:GUEST]...
+//! wasmlet-oci build --push REF [--plain-http] [--user USER:PASSWORD] [-o OUT.tar] ...
 //! ```
+//!
+//! `--push REF` uploads the image to a registry (the OCI distribution API) as `REF`
+//! (`-t` defaults to it); credentials from `--user`, else the Docker config's entry for the
+//! registry, else none. `--plain-http` for a registry without TLS.
 //!
 //! Modules land at `/<file name>` unless `:GUEST` says where; the first module is the
 //! entrypoint unless `--entrypoint` is given. With `--entrypoint`, modules are optional: an
@@ -15,10 +20,11 @@
 use std::process::ExitCode;
 
 use wasmlet_oci::image::{write_layout, Form, ImageSpec};
+use wasmlet_oci::registry::{push, PushOptions};
 
-const USAGE: &str = "usage: wasmlet-oci build -t NAME -o OUT.tar [--wasm-layers] \
-[--entrypoint ARG]... [--env K=V]... [--workdir DIR] [--platform OS/ARCH] \
-[--add HOST:GUEST]... MODULE[:GUEST]...";
+const USAGE: &str = "usage: wasmlet-oci build (-t NAME -o OUT.tar | --push REF [--plain-http] \
+[--user USER:PASSWORD]) [--wasm-layers] [--entrypoint ARG]... [--env K=V]... [--workdir DIR] \
+[--platform OS/ARCH] [--add HOST:GUEST]... MODULE[:GUEST]...";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -53,7 +59,8 @@ fn run(args: &[String]) -> Result<String, String> {
     if it.next().map(String::as_str) != Some("build") {
         return Err(USAGE.into());
     }
-    let (mut name, mut out) = (None, None);
+    let (mut name, mut out, mut push_ref) = (None, None, None);
+    let mut push_opts = PushOptions::default();
     let mut spec = ImageSpec::new("");
     let mut modules = Vec::new();
     let mut extra = Vec::new();
@@ -77,13 +84,24 @@ fn run(args: &[String]) -> Result<String, String> {
                 spec.architecture = arch.into();
             }
             "--add" => extra.push(host_guest(&value()?)?),
+            "--push" => push_ref = Some(value()?),
+            "--plain-http" => push_opts.plain_http = true,
+            "--user" => {
+                let v = value()?;
+                let (u, p) = v.split_once(':').ok_or("--user takes USER:PASSWORD")?;
+                push_opts.credentials = Some((u.into(), p.into()));
+            }
             "-h" | "--help" => return Ok(USAGE.into()),
             flag if flag.starts_with('-') => return Err(format!("unknown flag {flag}\n{USAGE}")),
             module => modules.push(host_guest(module)?),
         }
     }
-    let name = name.ok_or("-t NAME is required")?;
-    let out = out.ok_or("-o OUT.tar is required")?;
+    let name = name
+        .or_else(|| push_ref.clone())
+        .ok_or("-t NAME is required")?;
+    if out.is_none() && push_ref.is_none() {
+        return Err("-o OUT.tar (or --push REF) is required".into());
+    }
     // Without a module, an image of `--add`ed files with an explicit entrypoint (a
     // native image: the pause or node-installer image).
     if modules.is_empty() && (spec.entrypoint.is_empty() || spec.form == Form::WasmLayers) {
@@ -100,12 +118,21 @@ fn run(args: &[String]) -> Result<String, String> {
         let data = std::fs::read(host).map_err(|e| format!("reading {host}: {e}"))?;
         spec = spec.file(guest, data, 0o755);
     }
-    let file = std::fs::File::create(&out).map_err(|e| format!("creating {out}: {e}"))?;
-    let written = write_layout(&spec, std::io::BufWriter::new(file)).map_err(|e| e.to_string())?;
-    Ok(format!(
-        "wrote {out}: {} manifest {}",
-        spec.name, written.manifest
-    ))
+    let mut done = Vec::new();
+    if let Some(out) = out {
+        let file = std::fs::File::create(&out).map_err(|e| format!("creating {out}: {e}"))?;
+        let written =
+            write_layout(&spec, std::io::BufWriter::new(file)).map_err(|e| e.to_string())?;
+        done.push(format!(
+            "wrote {out}: {} manifest {}",
+            spec.name, written.manifest
+        ));
+    }
+    if let Some(reference) = push_ref {
+        let written = push(&spec, &reference, &push_opts).map_err(|e| e.to_string())?;
+        done.push(format!("pushed {reference}: manifest {}", written.manifest));
+    }
+    Ok(done.join("\n"))
 }
 
 #[cfg(test)]
@@ -156,6 +183,17 @@ mod tests {
         assert!(run(&args(&["build", "-o", &o, &m]))
             .unwrap_err()
             .contains("-t NAME"));
+        assert!(run(&args(&["build", "-t", "a:b", &m]))
+            .unwrap_err()
+            .contains("--push REF"));
+        let err = run(&args(&[
+            "build",
+            "--push",
+            "127.0.0.1:1/a:b",
+            "--plain-http",
+            &m,
+        ]));
+        assert!(err.unwrap_err().contains("registry 127.0.0.1:1/a:b: "));
         assert!(run(&args(&["build", "-t", "a:b", "-o", &o]))
             .unwrap_err()
             .contains("no module"));

@@ -1,0 +1,278 @@
+//! From a registry to a running container: images pushed by `wasmlet_oci::registry` to a
+//! private `docker-registry`, pulled by containerd (`ctr image pull --plain-http`) and run,
+//! for each image form; a registry behind basic auth; and the registry's errors as `ctr`
+//! and the pusher report them. Once per containerd version (the engine does not matter:
+//! the shim sees the unpacked image or the content store either way).
+
+use wasmlet_oci::image::{Form, ImageSpec};
+use wasmlet_oci::registry::{push, PushOptions};
+use wasmlet_tests::containerd::Containerd;
+use wasmlet_tests::fixtures::{module_image, wat};
+use wasmlet_tests::registry::Registry;
+
+use crate::support::{assert_clean, ns, rt, Test};
+
+pub const TESTS: &[(&str, Test)] = &[
+    (
+        "registry::rootfs_image_pushed_pulled_and_run",
+        rootfs_image_pushed_pulled_and_run,
+    ),
+    (
+        "registry::wasm_layer_image_pushed_pulled_and_run",
+        wasm_layer_image_pushed_pulled_and_run,
+    ),
+    (
+        "registry::basic_auth_and_registry_errors",
+        basic_auth_and_registry_errors,
+    ),
+    (
+        "registry::cri_pulls_through_hosts_toml_and_runs_a_pod",
+        cri_pulls_through_hosts_toml_and_runs_a_pod,
+    ),
+];
+
+fn start(credentials: Option<(&str, &str)>) -> Registry {
+    Registry::start(credentials).unwrap_or_else(|e| panic!("starting the registry: {e}"))
+}
+
+fn plain(credentials: Option<(&str, &str)>) -> PushOptions {
+    PushOptions {
+        plain_http: true,
+        credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+    }
+}
+
+/// `ctr image pull --plain-http [--user U:P] REF`.
+fn pull(ctd: &Containerd, reference: &str, user: Option<&str>) -> wasmlet_tests::cmd::Output {
+    let mut args = vec!["image", "pull", "--plain-http"];
+    if let Some(u) = user {
+        args.extend(["--user", u]);
+    }
+    args.push(reference);
+    ctd.ctr_timeout(ns(ctd), &args, None, std::time::Duration::from_secs(60))
+}
+
+fn rootfs_image_pushed_pulled_and_run(ctd: &Containerd) {
+    let registry = start(None);
+    let reference = format!("{}/wasmlet/hello:v1", registry.host);
+    let written = push(
+        &module_image(&reference, wat("hello")),
+        &reference,
+        &plain(None),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", registry.log()));
+    let out = pull(ctd, &reference, None);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, registry.log());
+    // containerd stored the manifest we pushed, by its digest.
+    let images = ctd.ctr(ns(ctd), &["image", "ls"]).ok("ctr image ls");
+    let line = images.stdout_str();
+    assert!(
+        line.lines()
+            .any(|l| l.starts_with(&reference) && l.contains(&written.manifest)),
+        "{line}"
+    );
+    let out = ctd.ctr(
+        ns(ctd),
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            rt(ctd),
+            &reference,
+            "pulled-rootfs",
+        ],
+    );
+    assert_eq!(
+        (out.code, out.stdout_str().as_str()),
+        (Some(0), "hello from wasm\n"),
+        "{out:?}"
+    );
+    assert_clean(ctd, "pulled-rootfs");
+    ctd.ctr(ns(ctd), &["image", "rm", &reference])
+        .ok("ctr image rm");
+}
+
+/// The CNCF wasm artifact form through a registry. containerd 1.6.20's `ctr image pull`
+/// unpacks what it pulls and cannot unpack wasm layers; 2.3.4 pulls it, and containerd's
+/// API (as CRI uses it) runs it.
+fn wasm_layer_image_pushed_pulled_and_run(ctd: &Containerd) {
+    let registry = start(None);
+    let reference = format!("{}/wasmlet/hello-layer:v1", registry.host);
+    let mut spec = ImageSpec::new(&reference).file("/hello.wasm", wat("hello"), 0o644);
+    spec.form = Form::WasmLayers;
+    push(&spec, &reference, &plain(None)).unwrap_or_else(|e| panic!("{e}\n{}", registry.log()));
+    let out = pull(ctd, &reference, None);
+    if ctd.flavour.config_version == 2 {
+        // 1.6.20 fetched everything, recorded the image, then failed to unpack it.
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("ctr: mismatched image rootfs and manifest layers"),
+            "{}",
+            out.stderr
+        );
+    } else {
+        assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, registry.log());
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let run = wasmlet_tests::api::run_image(
+        ctd,
+        ns(ctd),
+        &reference,
+        rt(ctd),
+        "pulled-layer",
+        &["hello.wasm"],
+        logs.path(),
+    )
+    .unwrap_or_else(|e| panic!("running {reference}: {e}"));
+    assert_eq!(
+        (run.exit_code, run.stdout.as_str()),
+        (0, "hello from wasm\n")
+    );
+    assert_clean(ctd, "pulled-layer");
+    ctd.ctr(ns(ctd), &["image", "rm", &reference])
+        .ok("ctr image rm");
+}
+
+fn basic_auth_and_registry_errors(ctd: &Containerd) {
+    let registry = start(Some(("alice", "s3cr3t")));
+    let reference = format!("{}/wasmlet/private:v1", registry.host);
+    let spec = module_image(&reference, wat("hello"));
+    // A wrong password: refused, and the message names the registry and the cause.
+    let err = push(&spec, &reference, &plain(Some(("alice", "wrong"))))
+        .expect_err("a wrong password is refused")
+        .to_string();
+    assert!(err.starts_with(&format!("registry {reference}: ")), "{err}");
+    assert!(err.contains("401 Unauthorized"), "{err}");
+    push(&spec, &reference, &plain(Some(("alice", "s3cr3t"))))
+        .unwrap_or_else(|e| panic!("{e}\n{}", registry.log()));
+    // Each version says it its own way.
+    let refused: [(Option<&str>, &str); 2] = match ctd.flavour.config_version {
+        2 => [
+            (
+                None,
+                "failed with status code [manifests v1]: 401 Unauthorized",
+            ),
+            (
+                Some("alice:wrong"),
+                "failed with status code [manifests v1]: 401 Unauthorized",
+            ),
+        ],
+        _ => [
+            (None, "authorization failed: no basic auth credentials"),
+            (
+                Some("alice:wrong"),
+                "/wasmlet/private/manifests/v1: 401 Unauthorized",
+            ),
+        ],
+    };
+    for (user, message) in refused {
+        let out = pull(ctd, &reference, user);
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        assert!(out.stderr.contains(message), "{}", out.stderr);
+    }
+    let out = pull(ctd, &reference, registry.user_arg().as_deref());
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, registry.log());
+    let out = pull(
+        ctd,
+        &format!("{}/wasmlet/absent:v1", registry.host),
+        registry.user_arg().as_deref(),
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("/wasmlet/absent:v1: not found"),
+        "{}",
+        out.stderr
+    );
+    // Nothing listens on port 1.
+    let out = pull(ctd, "127.0.0.1:1/wasmlet/hello:v1", None);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("dial tcp 127.0.0.1:1: connect: connection refused"),
+        "{}",
+        out.stderr
+    );
+    ctd.ctr(ns(ctd), &["image", "rm", &reference])
+        .ok("ctr image rm");
+}
+
+/// kubelet's path: PullImage (with an image pull secret's credentials) through the registry
+/// configuration a cluster admin writes (`hosts.toml` under the CRI `config_path`), then a
+/// pod running the pulled images with our handler: a rootfs image, and the wasm-layer
+/// form where the version pulls it.
+fn cri_pulls_through_hosts_toml_and_runs_a_pod(engine_ctd: &Containerd) {
+    use crate::pods::{assert_pod_clean, container, exited, one_pod_at_a_time, pod_config};
+    let engine = crate::support::engine(engine_ctd);
+    let ctd = crate::support::cri_containerd(engine_ctd);
+    let cri = wasmlet_tests::cri::Cri::connect(&ctd).expect("CRI connection");
+    let registry = start(Some(("alice", "s3cr3t")));
+    registry
+        .write_hosts_toml(&ctd.dir)
+        .expect("writing hosts.toml");
+    let creds = Some(("alice", "s3cr3t"));
+    let rootfs_ref = format!("{}/wasmlet/cri-hello:v1", registry.host);
+    push(
+        &module_image(&rootfs_ref, wat("hello")),
+        &rootfs_ref,
+        &plain(creds),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let layer_ref = format!("{}/wasmlet/cri-layer:v1", registry.host);
+    let mut spec = ImageSpec::new(&layer_ref).file("/exit42.wasm", wat("exit42"), 0o644);
+    spec.form = Form::WasmLayers;
+    push(&spec, &layer_ref, &plain(creds)).unwrap_or_else(|e| panic!("{e}"));
+
+    // Without the pull secret the registry refuses, and kubelet hears why.
+    let err = cri
+        .pull_image(&rootfs_ref, None)
+        .expect_err("no credentials");
+    assert!(
+        err.contains("401 Unauthorized") || err.contains("authorization failed"),
+        "{err}"
+    );
+    let pulled = cri
+        .pull_image(&rootfs_ref, creds)
+        .expect("PullImage (rootfs form)");
+    assert!(pulled.starts_with("sha256:"), "{pulled}");
+    let layer = cri.pull_image(&layer_ref, creds);
+
+    let logs = tempfile::tempdir().unwrap();
+    let config = pod_config("pulled", engine.name, logs.path());
+    let _one = one_pod_at_a_time();
+    let pod = cri
+        .run_pod(config.clone(), engine.name)
+        .expect("RunPodSandbox");
+    let hello = cri
+        .create(&pod, container("hello", &rootfs_ref, &[], 0), &config)
+        .expect("CreateContainer (pulled rootfs image)");
+    cri.start(&hello).expect("StartContainer");
+    let s = exited(&cri, &hello);
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{s:?}");
+    let log = std::fs::read_to_string(logs.path().join("hello.log")).unwrap_or_default();
+    assert!(log.contains(" stdout F hello from wasm"), "{log}");
+    if ctd.flavour.config_version == 2 {
+        // 1.6.20's CRI unpacks what it pulls and cannot unpack wasm layers.
+        let err = layer.expect_err("1.6.20 cannot unpack wasm layers");
+        assert!(
+            err.contains("failed to unpack image on snapshotter overlayfs: mismatched image rootfs and manifest layers"),
+            "{err}"
+        );
+    } else {
+        layer.expect("PullImage (wasm-layer form)");
+        // The artifact's config names no entrypoint: the pod names the module's layer.
+        let exit = cri
+            .create(
+                &pod,
+                container("layer", &layer_ref, &["exit42.wasm"], 0),
+                &config,
+            )
+            .expect("CreateContainer (pulled wasm-layer image)");
+        cri.start(&exit).expect("StartContainer");
+        let s = exited(&cri, &exit);
+        assert_eq!(s.exit_code, 42, "{s:?}");
+    }
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    assert_pod_clean(&ctd, engine.shim, &pod);
+}
