@@ -30,7 +30,7 @@ export WASMEDGE_DIR := $(SHARED_WASMEDGE)
 endif
 endif
 APT_PACKAGES := containerd runc protobuf-compiler pkg-config libseccomp-dev busybox-static \
-	containernetworking-plugins iproute2 gcc xz-utils docker-registry \
+	containernetworking-plugins iproute2 gcc xz-utils docker-registry skopeo umoci \
 	$(if $(filter wasmedge,$(ENGINES)),libclang-dev libllvm15 libspdlog1.10 libfmt9,) \
 	$(if $(filter wamr,$(ENGINES)),cmake libclang-dev,)
 WASM_TARGETS := wasm32-wasip1 wasm32-wasip2

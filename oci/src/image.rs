@@ -219,12 +219,15 @@ fn build_rootfs(spec: &ImageSpec) -> Result<Built> {
     if let Some(w) = &spec.workdir {
         container_config.insert("WorkingDir".into(), serde_json::json!(w));
     }
+    // `created` (the epoch: builds are reproducible) on the image and its history entry:
+    // tools such as umoci expect both.
     let config = Blob::new(json_bytes(&serde_json::json!({
+        "created": "1970-01-01T00:00:00Z",
         "architecture": spec.architecture,
         "os": spec.os,
         "config": container_config,
         "rootfs": {"type": "layers", "diff_ids": [layer.digest]},
-        "history": [{"created_by": "wasmlet-oci build"}],
+        "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "wasmlet-oci build"}],
     })));
     let manifest = Blob::new(json_bytes(&serde_json::json!({
         "schemaVersion": 2,

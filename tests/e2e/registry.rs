@@ -8,7 +8,7 @@ use wasmlet_oci::image::{Form, ImageSpec};
 use wasmlet_oci::registry::{push, PushOptions};
 use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{module_image, wat};
-use wasmlet_tests::registry::Registry;
+use wasmlet_tests::registry::{Registry, SKOPEO, UMOCI};
 
 use crate::support::{assert_clean, ns, rt, Test};
 
@@ -28,6 +28,14 @@ pub const TESTS: &[(&str, Test)] = &[
     (
         "registry::cri_pulls_through_hosts_toml_and_runs_a_pod",
         cri_pulls_through_hosts_toml_and_runs_a_pod,
+    ),
+    (
+        "registry::skopeo_and_umoci_take_our_archives",
+        skopeo_and_umoci_take_our_archives,
+    ),
+    (
+        "registry::tampered_blob_is_refused",
+        tampered_blob_is_refused,
     ),
 ];
 
@@ -202,14 +210,7 @@ fn basic_auth_and_registry_errors(ctd: &Containerd) {
 /// pod running the pulled images with our handler: a rootfs image, and the wasm-layer
 /// form where the version pulls it.
 fn cri_pulls_through_hosts_toml_and_runs_a_pod(engine_ctd: &Containerd) {
-    use crate::pods::{assert_pod_clean, container, exited, one_pod_at_a_time, pod_config};
-    let engine = crate::support::engine(engine_ctd);
-    let ctd = crate::support::cri_containerd(engine_ctd);
-    let cri = wasmlet_tests::cri::Cri::connect(&ctd).expect("CRI connection");
     let registry = start(Some(("alice", "s3cr3t")));
-    registry
-        .write_hosts_toml(&ctd.dir)
-        .expect("writing hosts.toml");
     let creds = Some(("alice", "s3cr3t"));
     let rootfs_ref = format!("{}/wasmlet/cri-hello:v1", registry.host);
     push(
@@ -219,32 +220,62 @@ fn cri_pulls_through_hosts_toml_and_runs_a_pod(engine_ctd: &Containerd) {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let layer_ref = format!("{}/wasmlet/cri-layer:v1", registry.host);
-    let mut spec = ImageSpec::new(&layer_ref).file("/exit42.wasm", wat("exit42"), 0o644);
-    spec.form = Form::WasmLayers;
-    push(&spec, &layer_ref, &plain(creds)).unwrap_or_else(|e| panic!("{e}"));
+    push(&exit42_layers(&layer_ref), &layer_ref, &plain(creds)).unwrap_or_else(|e| panic!("{e}"));
+    cri_pull_and_run(engine_ctd, &registry, &rootfs_ref, &layer_ref, "pulled");
+}
 
-    // Without the pull secret the registry refuses, and kubelet hears why.
-    let err = cri
-        .pull_image(&rootfs_ref, None)
-        .expect_err("no credentials");
-    assert!(
-        err.contains("401 Unauthorized") || err.contains("authorization failed"),
-        "{err}"
-    );
+/// A wasm-layer image of the exit42 module (a layer titled `exit42.wasm`).
+fn exit42_layers(reference: &str) -> ImageSpec {
+    let mut spec = ImageSpec::new(reference).file("/exit42.wasm", wat("exit42"), 0o644);
+    spec.form = Form::WasmLayers;
+    spec
+}
+
+/// Pull `rootfs_ref` (the hello module, rootfs form) and `layer_ref` (exit42, wasm layers)
+/// through CRI with the registry's credentials (first without, when it has some: refused),
+/// and run both in a pod named `pod_name`.
+fn cri_pull_and_run(
+    engine_ctd: &Containerd,
+    registry: &Registry,
+    rootfs_ref: &str,
+    layer_ref: &str,
+    pod_name: &str,
+) {
+    use crate::pods::{assert_pod_clean, container, exited, one_pod_at_a_time, pod_config};
+    let engine = crate::support::engine(engine_ctd);
+    let ctd = crate::support::cri_containerd(engine_ctd);
+    let cri = wasmlet_tests::cri::Cri::connect(&ctd).expect("CRI connection");
+    registry
+        .write_hosts_toml(&ctd.dir)
+        .expect("writing hosts.toml");
+    let creds = registry
+        .credentials
+        .as_ref()
+        .map(|(u, p)| (u.as_str(), p.as_str()));
+    if creds.is_some() {
+        // Without the pull secret the registry refuses, and kubelet hears why.
+        let err = cri
+            .pull_image(rootfs_ref, None)
+            .expect_err("no credentials");
+        assert!(
+            err.contains("401 Unauthorized") || err.contains("authorization failed"),
+            "{err}"
+        );
+    }
     let pulled = cri
-        .pull_image(&rootfs_ref, creds)
+        .pull_image(rootfs_ref, creds)
         .expect("PullImage (rootfs form)");
     assert!(pulled.starts_with("sha256:"), "{pulled}");
-    let layer = cri.pull_image(&layer_ref, creds);
+    let layer = cri.pull_image(layer_ref, creds);
 
     let logs = tempfile::tempdir().unwrap();
-    let config = pod_config("pulled", engine.name, logs.path());
+    let config = pod_config(pod_name, engine.name, logs.path());
     let _one = one_pod_at_a_time();
     let pod = cri
         .run_pod(config.clone(), engine.name)
         .expect("RunPodSandbox");
     let hello = cri
-        .create(&pod, container("hello", &rootfs_ref, &[], 0), &config)
+        .create(&pod, container("hello", rootfs_ref, &[], 0), &config)
         .expect("CreateContainer (pulled rootfs image)");
     cri.start(&hello).expect("StartContainer");
     let s = exited(&cri, &hello);
@@ -264,7 +295,7 @@ fn cri_pulls_through_hosts_toml_and_runs_a_pod(engine_ctd: &Containerd) {
         let exit = cri
             .create(
                 &pod,
-                container("layer", &layer_ref, &["exit42.wasm"], 0),
+                container("layer", layer_ref, &["exit42.wasm"], 0),
                 &config,
             )
             .expect("CreateContainer (pulled wasm-layer image)");
@@ -275,4 +306,136 @@ fn cri_pulls_through_hosts_toml_and_runs_a_pod(engine_ctd: &Containerd) {
     cri.stop_pod(&pod).expect("StopPodSandbox");
     cri.remove_pod(&pod).expect("RemovePodSandbox");
     assert_pod_clean(&ctd, engine.shim, &pod);
+}
+
+fn tool(bin: &str, args: &[&str]) -> wasmlet_tests::cmd::Output {
+    wasmlet_tests::cmd::run(
+        std::process::Command::new(bin).args(args),
+        None,
+        std::time::Duration::from_secs(60),
+    )
+}
+
+/// Our archives as other tools see them: `skopeo inspect` and `umoci stat` read the rootfs
+/// form without a word on stderr; both refuse to interpret the wasm artifact's config (an
+/// artifact is no runnable image to them: `skopeo inspect --raw` shows its manifest).
+/// `skopeo copy` puts both into a registry, and CRI pulls and runs what it copied.
+fn skopeo_and_umoci_take_our_archives(engine_ctd: &Containerd) {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, spec: &ImageSpec| {
+        let path = dir.path().join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        wasmlet_oci::image::write_layout(spec, std::io::BufWriter::new(file)).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let rootfs_tar = write(
+        "rootfs.tar",
+        &module_image("docker.io/wasmlet/skopeo:v1", wat("hello")),
+    );
+    let layer_tar = write(
+        "layers.tar",
+        &exit42_layers("docker.io/wasmlet/skopeo-layer:v1"),
+    );
+
+    let out = tool(SKOPEO, &["inspect", &format!("oci-archive:{rootfs_tar}")]);
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (Some(0), ""),
+        "skopeo inspect"
+    );
+    assert!(
+        out.stdout_str().contains("\"Architecture\""),
+        "{}",
+        out.stdout_str()
+    );
+    let out = tool(SKOPEO, &["inspect", &format!("oci-archive:{layer_tar}")]);
+    assert!(
+        out.stderr
+            .contains("unsupported image-specific operation on artifact with type")
+            && out.stderr.contains("application/vnd.wasm.config.v0+json"),
+        "{}",
+        out.stderr
+    );
+    let out = tool(
+        SKOPEO,
+        &["inspect", "--raw", &format!("oci-archive:{layer_tar}")],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout_str().contains("application/wasm"),
+        "{}",
+        out.stdout_str()
+    );
+    let layout = dir.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    tar_extract(&rootfs_tar, &layout);
+    let out = tool(
+        UMOCI,
+        &["stat", "--image", &format!("{}:v1", layout.display())],
+    );
+    assert_eq!((out.code, out.stderr.as_str()), (Some(0), ""), "umoci stat");
+    assert!(
+        out.stdout_str().contains("wasmlet-oci build"),
+        "{}",
+        out.stdout_str()
+    );
+
+    let registry = start(None);
+    let rootfs_ref = format!("{}/wasmlet/skopeo:v1", registry.host);
+    let layer_ref = format!("{}/wasmlet/skopeo-layer:v1", registry.host);
+    for (tar, reference) in [(&rootfs_tar, &rootfs_ref), (&layer_tar, &layer_ref)] {
+        let out = tool(
+            SKOPEO,
+            &[
+                "copy",
+                "--dest-tls-verify=false",
+                &format!("oci-archive:{tar}"),
+                &format!("docker://{reference}"),
+            ],
+        );
+        assert_eq!(out.code, Some(0), "skopeo copy: {}", out.stderr);
+    }
+    cri_pull_and_run(engine_ctd, &registry, &rootfs_ref, &layer_ref, "skopeo");
+}
+
+fn tar_extract(tar: &str, into: &std::path::Path) {
+    let mut archive = tar::Archive::new(std::fs::File::open(tar).unwrap());
+    archive.unpack(into).unwrap();
+}
+
+/// A blob whose content no longer matches its digest (the registry's storage damaged
+/// under it): containerd checks what it fetched and refuses, naming the digest; nothing is
+/// recorded as pulled.
+fn tampered_blob_is_refused(ctd: &Containerd) {
+    let registry = start(None);
+    let reference = format!("{}/wasmlet/tampered:v1", registry.host);
+    let written = push(
+        &module_image(&reference, wat("hello")),
+        &reference,
+        &plain(None),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let hex = written.layer.trim_start_matches("sha256:");
+    let data = registry
+        .storage()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let mut bytes = std::fs::read(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
+    bytes[600] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+    let out = pull(ctd, &reference, None);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("expected {}", written.layer)),
+        "{}",
+        out.stderr
+    );
+    let images = ctd.ctr(ns(ctd), &["image", "ls", "-q"]).ok("ctr image ls");
+    assert!(
+        !images.stdout_str().contains(&reference),
+        "{}",
+        images.stdout_str()
+    );
 }

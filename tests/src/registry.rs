@@ -11,12 +11,20 @@ use crate::cmd::eventually;
 
 /// Where Debian installs the registry.
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+/// Debian's tools that other users' images come from and that inspect ours.
+pub const SKOPEO: &str = "/usr/bin/skopeo";
+pub const UMOCI: &str = "/usr/bin/umoci";
 
-/// Why no registry can run here, with what to do.
+/// Why the registry tests cannot run here, with what to do.
 pub fn unavailable() -> Option<String> {
-    (!Path::new(REGISTRY_BIN).exists()).then(|| {
+    let missing: Vec<&str> = [REGISTRY_BIN, SKOPEO, UMOCI]
+        .into_iter()
+        .filter(|b| !Path::new(b).exists())
+        .collect();
+    (!missing.is_empty()).then(|| {
         format!(
-            "{REGISTRY_BIN} missing: `make test` installs Debian's docker-registry (`make deps`)"
+            "{} missing: `make test` installs Debian's docker-registry, skopeo and umoci (`make deps`)",
+            missing.join(", ")
         )
     })
 }
