@@ -21,7 +21,7 @@ pub const TESTS: &[(&str, Test)] = &[
 ];
 
 /// The compile-cache outcome the shim logged for container `id`, once it is in the log.
-fn outcome(ctd: &Containerd, id: &str) -> String {
+pub(crate) fn outcome(ctd: &Containerd, id: &str) -> String {
     let needle = format!("{id}: ");
     let mut found = String::new();
     eventually(Duration::from_secs(10), || {

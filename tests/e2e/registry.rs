@@ -306,6 +306,24 @@ fn cri_pull_and_run(
     cri.stop_pod(&pod).expect("StopPodSandbox");
     cri.remove_pod(&pod).expect("RemovePodSandbox");
     assert_pod_clean(&ctd, engine.shim, &pod);
+
+    // A second pod of the pulled image (a new shim) compiles nothing: the compile cache
+    // has the module, whichever way the image came.
+    if engine.compile_cache {
+        let config = pod_config(&format!("{pod_name}-again"), engine.name, logs.path());
+        let pod = cri
+            .run_pod(config.clone(), engine.name)
+            .expect("RunPodSandbox");
+        let again = cri
+            .create(&pod, container("again", rootfs_ref, &[], 0), &config)
+            .expect("CreateContainer (same image)");
+        cri.start(&again).expect("StartContainer");
+        assert_eq!(exited(&cri, &again).exit_code, 0);
+        assert_eq!(crate::cache::outcome(&ctd, &again), "Hit");
+        cri.stop_pod(&pod).expect("StopPodSandbox");
+        cri.remove_pod(&pod).expect("RemovePodSandbox");
+        assert_pod_clean(&ctd, engine.shim, &pod);
+    }
 }
 
 fn tool(bin: &str, args: &[&str]) -> wasmlet_tests::cmd::Output {
