@@ -121,7 +121,8 @@ pub struct Built {
 }
 
 impl Blob {
-    fn new(data: Vec<u8>) -> Self {
+    /// The blob of `data`, with its digest.
+    pub fn new(data: Vec<u8>) -> Self {
         Blob {
             digest: format!("sha256:{:x}", Sha256::digest(&data)),
             data,

@@ -14,7 +14,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::error::{Error, Result};
-use crate::image::{build, ImageSpec, Written, MT_MANIFEST};
+use crate::image::{build, Built, ImageSpec, Written, MT_MANIFEST};
 
 /// How to reach the registry.
 #[derive(Debug, Clone, Default)]
@@ -27,61 +27,147 @@ pub struct PushOptions {
 
 /// Push the image of `spec` as `reference` (`host[:port]/repo[:tag]`).
 pub fn push(spec: &ImageSpec, reference: &str, opts: &PushOptions) -> Result<Written> {
-    let fail = |detail: String| Error::Registry {
-        reference: reference.to_string(),
-        detail,
-    };
-    let parsed: Reference = reference
-        .parse()
-        .map_err(|e| fail(format!("not an image reference: {e}")))?;
     let built = build(spec)?;
-    // reqwest is built without a default crypto provider: ring, which is already linked.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::new(ClientConfig {
-        protocol: if opts.plain_http {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        ..Default::default()
-    });
-    let auth = match &opts.credentials {
-        Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
-        None => docker_config_credentials(parsed.resolve_registry())
-            .map(|(u, p)| RegistryAuth::Basic(u, p))
-            .unwrap_or(RegistryAuth::Anonymous),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail(format!("starting the client: {e}")))?;
-    runtime.block_on(async {
-        client
-            .auth(&parsed, &auth, RegistryOperation::Push)
-            .await
-            .map_err(|e| fail(chain(&e)))?;
-        for blob in &built.blobs {
-            let have = client
-                .blob_exists(&parsed, &blob.digest)
+    let session = Session::new(reference, opts)?;
+    session.run(async {
+        session.upload(&built).await?;
+        session
+            .put_manifest(&session.parsed, &built.manifest.data, MT_MANIFEST)
+            .await?;
+        Ok(built.written.clone())
+    })
+}
+
+/// Push each image of `images` by digest, then an image index of them (each entry with its
+/// image's platform: `linux/<arch>` for a rootfs image, `wasip1/wasm` or `wasip2/wasm` for a
+/// wasm-layer one) as `reference`. Returns the index's digest.
+pub fn push_index(images: &[ImageSpec], reference: &str, opts: &PushOptions) -> Result<String> {
+    let built: Vec<Built> = images.iter().map(build).collect::<Result<_>>()?;
+    let index = crate::image::Blob::new(
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MT_INDEX,
+            "manifests": built.iter().map(|b| serde_json::json!({
+                "mediaType": MT_MANIFEST,
+                "digest": b.manifest.digest,
+                "size": b.manifest.data.len(),
+                "platform": b.platform,
+            })).collect::<Vec<_>>(),
+        }))
+        .expect("serialising JSON cannot fail"),
+    );
+    let session = Session::new(reference, opts)?;
+    session.run(async {
+        for b in &built {
+            session.upload(b).await?;
+            let by_digest = session.parsed.clone_with_digest(b.manifest.digest.clone());
+            session
+                .put_manifest(&by_digest, &b.manifest.data, MT_MANIFEST)
+                .await?;
+        }
+        session
+            .put_manifest(&session.parsed, &index.data, MT_INDEX)
+            .await?;
+        Ok(index.digest.clone())
+    })
+}
+
+const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// One push: the parsed reference, an authenticated client, its runtime.
+struct Session {
+    reference: String,
+    parsed: Reference,
+    client: Client,
+    auth: RegistryAuth,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Session {
+    fn new(reference: &str, opts: &PushOptions) -> Result<Session> {
+        let fail = |detail: String| Error::Registry {
+            reference: reference.to_string(),
+            detail,
+        };
+        let parsed: Reference = reference
+            .parse()
+            .map_err(|e| fail(format!("not an image reference: {e}")))?;
+        // reqwest is built without a default crypto provider: ring, which is already linked.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = Client::new(ClientConfig {
+            protocol: if opts.plain_http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            ..Default::default()
+        });
+        let auth = match &opts.credentials {
+            Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
+            None => docker_config_credentials(parsed.resolve_registry())
+                .map(|(u, p)| RegistryAuth::Basic(u, p))
+                .unwrap_or(RegistryAuth::Anonymous),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail(format!("starting the client: {e}")))?;
+        Ok(Session {
+            reference: reference.to_string(),
+            parsed,
+            client,
+            auth,
+            runtime,
+        })
+    }
+
+    fn fail(&self, detail: String) -> Error {
+        Error::Registry {
+            reference: self.reference.clone(),
+            detail,
+        }
+    }
+
+    /// Authenticate, then run `f` to its end.
+    fn run<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        self.runtime.block_on(async {
+            self.client
+                .auth(&self.parsed, &self.auth, RegistryOperation::Push)
                 .await
-                .map_err(|e| fail(chain(&e)))?;
+                .map_err(|e| self.fail(chain(&e)))?;
+            f.await
+        })
+    }
+
+    /// Upload the config and layers of `built` that the registry does not have yet.
+    async fn upload(&self, built: &Built) -> Result<()> {
+        for blob in &built.blobs {
+            let have = self
+                .client
+                .blob_exists(&self.parsed, &blob.digest)
+                .await
+                .map_err(|e| self.fail(chain(&e)))?;
             if !have {
-                client
-                    .push_blob(&parsed, blob.data.clone(), &blob.digest)
+                self.client
+                    .push_blob(&self.parsed, blob.data.clone(), &blob.digest)
                     .await
-                    .map_err(|e| fail(format!("uploading {}: {}", blob.digest, chain(&e))))?;
+                    .map_err(|e| self.fail(format!("uploading {}: {}", blob.digest, chain(&e))))?;
             }
         }
-        client
+        Ok(())
+    }
+
+    async fn put_manifest(&self, at: &Reference, data: &[u8], media_type: &str) -> Result<()> {
+        self.client
             .push_manifest_raw(
-                &parsed,
-                built.manifest.data.clone(),
-                MT_MANIFEST.parse().expect("a valid header value"),
+                at,
+                data.to_vec(),
+                media_type.parse().expect("a valid header value"),
             )
             .await
-            .map_err(|e| fail(format!("putting the manifest: {}", chain(&e))))?;
-        Ok(built.written)
-    })
+            .map_err(|e| self.fail(format!("putting the manifest: {}", chain(&e))))?;
+        Ok(())
+    }
 }
 
 /// An error with its causes, `a: b: c` (reqwest hides the cause, such as "connection
