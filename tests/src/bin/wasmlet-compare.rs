@@ -210,6 +210,25 @@ const ENGINES: &[Engine] = &[
 /// Differences that are the CLI's convention and not the WASI a module sees; each with why.
 const KNOWN: &[(&str, &str, &str)] = &[
     (
+        "wasmer",
+        "trap",
+        "a trap: the shim ends the container 134 (SIGABRT's 128+6) as for every engine and as \
+         Wasmtime's and WasmEdge's CLIs do; Wasmer's CLI exits 1",
+    ),
+    (
+        "wasmer",
+        "writefile",
+        "Wasmer's CLI keeps what a module writes under `--volume DIR:/` in its own in-memory \
+         root: the file never reaches DIR (the module sees success); the shim writes to the \
+         container's filesystem, as every engine does",
+    ),
+    (
+        "wasmer",
+        "wasixthread",
+        "the file the thread writes: as for writefile, Wasmer's CLI keeps it in memory; the \
+         output (the file read back inside the module) is the same",
+    ),
+    (
         "*",
         "argsenv",
         "argv[0] is the path the CLI was given (the host path of the module) where the CLI \
@@ -220,12 +239,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
         "trap",
         "a trap: the shim writes the trap's message to stderr, as for every engine; \
          WasmEdge's CLI only logs it (on stdout, which both show)",
-    ),
-    (
-        "wasmer",
-        "isatty",
-        "Wasmer reports its stdio as a terminal whatever it is (its virtual stdio), in the \
-         CLI and in the shim alike; the CLI's line shows what a terminal gives",
     ),
     (
         "*",
