@@ -354,7 +354,8 @@ fn main() {
             println!("               shim: {shim:?}\n               cli:  {theirs:?}");
         }
     }
-    ctd.remove_everything();
+    // Stop containerd (its Drop) before exiting: `exit` runs no destructors.
+    drop(ctd);
     if unexplained > 0 {
         println!("\n{unexplained} difference(s) not explained");
         std::process::exit(1);
