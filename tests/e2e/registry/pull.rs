@@ -28,24 +28,24 @@ pub(super) fn rootfs_image_pushed_pulled_and_run(ctd: &Containerd) {
             .any(|l| l.starts_with(&reference) && l.contains(&written.manifest)),
         "{line}"
     );
+    run_hello_then_remove(ctd, &reference, "pulled-rootfs");
+}
+
+/// `ctr run` the pulled hello image as `id`: it prints its line and leaves nothing; then
+/// remove the image.
+fn run_hello_then_remove(ctd: &Containerd, reference: &str, id: &str) {
     let out = ctd.ctr(
         ns(ctd),
-        &[
-            "run",
-            "--rm",
-            "--runtime",
-            rt(ctd),
-            &reference,
-            "pulled-rootfs",
-        ],
+        &["run", "--rm", "--runtime", rt(ctd), reference, id],
     );
     assert_eq!(
         (out.code, out.stdout_str().as_str()),
         (Some(0), "hello from wasm\n"),
-        "{out:?}"
+        "{}",
+        out.stderr
     );
-    assert_clean(ctd, "pulled-rootfs");
-    ctd.ctr(ns(ctd), &["image", "rm", &reference])
+    assert_clean(ctd, id);
+    ctd.ctr(ns(ctd), &["image", "rm", reference])
         .ok("ctr image rm");
 }
 
@@ -206,26 +206,7 @@ pub(super) fn index_resolved_by_platform(ctd: &Containerd) {
     push_index(&images, &reference, &plain(None)).unwrap_or_else(|e| panic!("{e}"));
     let out = pull(ctd, &reference, None);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let out = ctd.ctr(
-        ns(ctd),
-        &[
-            "run",
-            "--rm",
-            "--runtime",
-            rt(ctd),
-            &reference,
-            "index-host",
-        ],
-    );
-    assert_eq!(
-        (out.code, out.stdout_str().as_str()),
-        (Some(0), "hello from wasm\n"),
-        "{}",
-        out.stderr
-    );
-    assert_clean(ctd, "index-host");
-    ctd.ctr(ns(ctd), &["image", "rm", &reference])
-        .ok("ctr image rm");
+    run_hello_then_remove(ctd, &reference, "index-host");
 
     let foreign = format!("{}/wasmlet/foreign:v1", registry.host);
     let images: Vec<ImageSpec> = ["arm64", "s390x"]
