@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 
 pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const MT_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
@@ -370,7 +371,7 @@ fn write_tar(out: impl Write, spec: &ImageSpec, built: &Built) -> Result<()> {
     Ok(())
 }
 
-fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
+pub(crate) fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(v).expect("serialising a JSON value cannot fail")
 }
 

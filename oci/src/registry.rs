@@ -14,7 +14,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::error::{Error, Result};
-use crate::image::{build, Built, ImageSpec, Written, MT_MANIFEST};
+use crate::image::{build, json_bytes, Blob, Built, ImageSpec, Written, MT_INDEX, MT_MANIFEST};
 
 /// How to reach the registry.
 #[derive(Debug, Clone, Default)]
@@ -43,19 +43,16 @@ pub fn push(spec: &ImageSpec, reference: &str, opts: &PushOptions) -> Result<Wri
 /// wasm-layer one) as `reference`. Returns the index's digest.
 pub fn push_index(images: &[ImageSpec], reference: &str, opts: &PushOptions) -> Result<String> {
     let built: Vec<Built> = images.iter().map(build).collect::<Result<_>>()?;
-    let index = crate::image::Blob::new(
-        serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": MT_INDEX,
-            "manifests": built.iter().map(|b| serde_json::json!({
-                "mediaType": MT_MANIFEST,
-                "digest": b.manifest.digest,
-                "size": b.manifest.data.len(),
-                "platform": b.platform,
-            })).collect::<Vec<_>>(),
-        }))
-        .expect("serialising JSON cannot fail"),
-    );
+    let index = Blob::new(json_bytes(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_INDEX,
+        "manifests": built.iter().map(|b| serde_json::json!({
+            "mediaType": MT_MANIFEST,
+            "digest": b.manifest.digest,
+            "size": b.manifest.data.len(),
+            "platform": b.platform,
+        })).collect::<Vec<_>>(),
+    })));
     let session = Session::new(reference, opts)?;
     session.run(async {
         for b in &built {
@@ -72,8 +69,6 @@ pub fn push_index(images: &[ImageSpec], reference: &str, opts: &PushOptions) -> 
     })
 }
 
-const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
 /// One push: the parsed reference, an authenticated client, its runtime.
 struct Session {
     reference: String,
@@ -85,10 +80,7 @@ struct Session {
 
 impl Session {
     fn new(reference: &str, opts: &PushOptions) -> Result<Session> {
-        let fail = |detail: String| Error::Registry {
-            reference: reference.to_string(),
-            detail,
-        };
+        let fail = |detail| registry_error(reference, detail);
         let parsed: Reference = reference
             .parse()
             .map_err(|e| fail(format!("not an image reference: {e}")))?;
@@ -122,10 +114,7 @@ impl Session {
     }
 
     fn fail(&self, detail: String) -> Error {
-        Error::Registry {
-            reference: self.reference.clone(),
-            detail,
-        }
+        registry_error(&self.reference, detail)
     }
 
     /// Authenticate, then run `f` to its end.
@@ -167,6 +156,13 @@ impl Session {
             .await
             .map_err(|e| self.fail(format!("putting the manifest: {}", chain(&e))))?;
         Ok(())
+    }
+}
+
+fn registry_error(reference: &str, detail: String) -> Error {
+    Error::Registry {
+        reference: reference.to_string(),
+        detail,
     }
 }
 

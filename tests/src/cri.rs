@@ -40,11 +40,20 @@ impl Cri {
         &self,
         f: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
     ) -> Result<T, String> {
-        let client = self.client.clone();
-        // kubelet bounds its calls too (2 min by default): a stuck runtime fails the test
-        // instead of hanging the suite.
-        let call = async { tokio::time::timeout(CALL_TIMEOUT, f(client)).await };
-        match self.rt.block_on(call) {
+        self.bounded(f(self.client.clone()))
+    }
+
+    /// Run one CRI call to its answer. kubelet bounds its calls too (2 min by default): a
+    /// stuck runtime fails the test instead of hanging the suite.
+    fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<tonic_response::Response<T>, tonic_response::Status>>,
+    ) -> Result<T, String> {
+        // The timer is made inside the runtime (it needs its reactor).
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
+        {
             Ok(r) => r
                 .map(|r| r.into_inner())
                 .map_err(|s| s.message().to_string()),
@@ -183,13 +192,7 @@ impl Cri {
             sandbox_config: None,
         };
         let mut images = self.images.clone();
-        let call = async { tokio::time::timeout(CALL_TIMEOUT, images.pull_image(req)).await };
-        match self.rt.block_on(call) {
-            Ok(r) => r
-                .map(|r| r.into_inner().image_ref)
-                .map_err(|s| s.message().to_string()),
-            Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
-        }
+        self.bounded(images.pull_image(req)).map(|r| r.image_ref)
     }
 
     pub fn pods(&self) -> Result<Vec<PodSandbox>, String> {
