@@ -5,7 +5,8 @@
 #   make critest  CRI conformance: critest against each containerd's CRI, each engine's handler
 #   make fuzz     the fuzz targets of fuzz/ for FUZZ_SECONDS (60) each (cargo-fuzz, nightly)
 #   make compare  each engine's shim against its engine's own CLI on the WASI fixtures
-#   make bench    start-to-exit time and memory against runc; HTTP req/s against wasmtime serve
+#   make bench    start-to-exit time and memory against runc; HTTP req/s against wasmtime serve;
+#                 pull-then-run from a registry against busybox and a native build
 #   make installer-image  the node-installer image as an OCI archive (no Docker needed)
 #   make kind-e2e the Kubernetes path on a kind cluster (needs Docker, kind, kubectl)
 #   make install  install the shims into $(PREFIX)/bin (ENGINES="wasmtime wasmer wamr wasmedge")
@@ -71,9 +72,17 @@ examples:
 	$(CARGO) build --release -p hello -p http-hello --target wasm32-wasip2
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p pause --target $(HOST_TRIPLE)
 
+# The Bytecode Alliance's `wkg`, whose `wkg oci push` writes the wasm artifacts the registry
+# tests pull (built once into the target dir).
+WKG_VERSION := 0.16.1
+TEST_WKG := $(TARGET_DIR)/bench/bin/wkg
+
+$(TEST_WKG):
+	$(CARGO) install --locked --root $(TARGET_DIR)/bench wkg@$(WKG_VERSION)
+
 # Unit tests (no root) and the end-to-end suite against a private containerd.
-test: deps build examples
-	WASMLET_SHIM_DIR=$(TARGET_DIR)/release WASMLET_ENGINES="$(ENGINES)" $(CARGO) test --release --workspace $(SHIM_FEATURES)
+test: deps build examples $(TEST_WKG)
+	WASMLET_SHIM_DIR=$(TARGET_DIR)/release WASMLET_ENGINES="$(ENGINES)" WASMLET_WKG=$(TEST_WKG) $(CARGO) test --release --workspace $(SHIM_FEATURES)
 
 # critest (cri-tools 1.36.0 of ../shared) against containerd's CRI: the wasmtime handler on
 # each version, every other engine's on the newest; part of `make test`. With
@@ -98,7 +107,12 @@ BENCH_WASMTIME := $(TARGET_DIR)/bench/bin/wasmtime
 $(BENCH_WASMTIME):
 	$(CARGO) install --locked --root $(TARGET_DIR)/bench wasmtime-cli@$(WASMTIME_CLI_VERSION)
 
+# The native equivalent of the hello example for the pull figures: static, musl.
+NATIVE_MUSL := $(shell uname -m)-unknown-linux-musl
+
 bench: deps build examples $(BIG_MODULE) $(BENCH_WASMTIME)
+	rustup target list --installed | grep -qx $(NATIVE_MUSL) || rustup target add $(NATIVE_MUSL)
+	$(CARGO) build --release -p hello --target $(NATIVE_MUSL)
 	WASMLET_SHIM_DIR=$(TARGET_DIR)/release BENCH_BIG_MODULE=$(BIG_MODULE) BENCH_WASMTIME=$(BENCH_WASMTIME) $(TARGET_DIR)/release/wasmlet-bench
 
 # Each shim against its engine's CLI (same module, args, env, directory as /): wasmtime-cli

@@ -94,6 +94,20 @@ fn main() {
             .with_kind("root");
             trials.push(trial.with_ignored_flag(registry_unavailable.is_some()));
         }
+        let wkg_unavailable = registry_unavailable
+            .clone()
+            .or_else(wasmlet_tests::registry::wkg_unavailable);
+        if let (None, Some(why)) = (&registry_unavailable, &wkg_unavailable) {
+            eprintln!("{prefix}::registry wkg tests ignored: {why}");
+        }
+        for (name, test) in registry::WKG_TESTS {
+            let trial = Trial::test(format!("{prefix}::{name}"), move || {
+                test(&support::containerd(flavour, &support::ENGINES[0]));
+                Ok(())
+            })
+            .with_kind("root");
+            trials.push(trial.with_ignored_flag(wkg_unavailable.is_some()));
+        }
     }
     let conclusion = libtest_mimic::run(&args, trials);
     support::shutdown();

@@ -15,6 +15,29 @@ pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 pub const SKOPEO: &str = "/usr/bin/skopeo";
 pub const UMOCI: &str = "/usr/bin/umoci";
 
+/// The version of the Bytecode Alliance's `wkg` that `make test` builds (into
+/// `<target>/bench/bin`).
+pub const WKG_VERSION: &str = "0.16.1";
+
+/// The `wkg` binary: `WASMLET_WKG`, else where `make test` installs it.
+pub fn wkg() -> PathBuf {
+    std::env::var_os("WASMLET_WKG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::target_dir().join("bench/bin/wkg"))
+}
+
+/// Why the `wkg` tests cannot run here, with what to do.
+pub fn wkg_unavailable() -> Option<String> {
+    let wkg = wkg();
+    (!wkg.exists()).then(|| {
+        format!(
+            "{} missing: `make test` builds it (cargo install wkg@{WKG_VERSION}), or set WASMLET_WKG",
+            wkg.display()
+        )
+    })
+}
+
 /// Why the registry tests cannot run here, with what to do.
 pub fn unavailable() -> Option<String> {
     let missing: Vec<&str> = [REGISTRY_BIN, SKOPEO, UMOCI]

@@ -6,11 +6,15 @@
 //! wasmlet-oci build -t NAME -o OUT.tar [--wasm-layers] [--entrypoint PATH]... [--env K=V]...
 //!                   [--workdir DIR] [--platform OS/ARCH] [--add HOST:GUEST]... MODULE[:GUEST]...
 //! wasmlet-oci build --push REF [--plain-http] [--user USER:PASSWORD] [-o OUT.tar] ...
+//! wasmlet-oci build --push REF --index [--platform OS/ARCH] ... MODULE[:GUEST]...
 //! ```
 //!
 //! `--push REF` uploads the image to a registry (the OCI distribution API) as `REF`
 //! (`-t` defaults to it); credentials from `--user`, else the Docker config's entry for the
-//! registry, else none. `--plain-http` for a registry without TLS.
+//! registry, else none. `--plain-http` for a registry without TLS. With `--index`, the push
+//! is an image index of both forms of the same modules: the rootfs image for `linux/<arch>`
+//! (this host's, or `--platform`) and the wasm-layer image for `wasip1/wasm` (`wasip2/wasm`
+//! with a component); each node pulls the entry for its platform.
 //!
 //! Modules land at `/<file name>` unless `:GUEST` says where; the first module is the
 //! entrypoint unless `--entrypoint` is given. With `--entrypoint`, modules are optional: an
@@ -20,10 +24,10 @@
 use std::process::ExitCode;
 
 use wasmlet_oci::image::{write_layout, Form, ImageSpec};
-use wasmlet_oci::registry::{push, PushOptions};
+use wasmlet_oci::registry::{push, push_index, PushOptions};
 
 const USAGE: &str = "usage: wasmlet-oci build (-t NAME -o OUT.tar | --push REF [--plain-http] \
-[--user USER:PASSWORD]) [--wasm-layers] [--entrypoint ARG]... [--env K=V]... [--workdir DIR] \
+[--user USER:PASSWORD] [--index]) [--wasm-layers] [--entrypoint ARG]... [--env K=V]... [--workdir DIR] \
 [--platform OS/ARCH] [--add HOST:GUEST]... MODULE[:GUEST]...";
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn run(args: &[String]) -> Result<String, String> {
     }
     let (mut name, mut out, mut push_ref) = (None, None, None);
     let mut push_opts = PushOptions::default();
+    let mut index = false;
     let mut spec = ImageSpec::new("");
     let mut modules = Vec::new();
     let mut extra = Vec::new();
@@ -86,6 +91,7 @@ fn run(args: &[String]) -> Result<String, String> {
             "--add" => extra.push(host_guest(&value()?)?),
             "--push" => push_ref = Some(value()?),
             "--plain-http" => push_opts.plain_http = true,
+            "--index" => index = true,
             "--user" => {
                 let v = value()?;
                 let (u, p) = v.split_once(':').ok_or("--user takes USER:PASSWORD")?;
@@ -111,6 +117,13 @@ fn run(args: &[String]) -> Result<String, String> {
     if spec.entrypoint.is_empty() && spec.form == Form::Rootfs {
         spec.entrypoint = vec![modules[0].1.clone()];
     }
+    if index && (push_ref.is_none() || spec.form == Form::WasmLayers || !extra.is_empty()) {
+        return Err(
+            "--index pushes both forms of the same modules: it needs --push, \
+                    and takes neither --wasm-layers nor --add"
+                .into(),
+        );
+    }
     if spec.form == Form::WasmLayers && !extra.is_empty() {
         return Err("--add is for rootfs images; wasm-layer images hold modules only".into());
     }
@@ -128,7 +141,13 @@ fn run(args: &[String]) -> Result<String, String> {
             spec.name, written.manifest
         ));
     }
-    if let Some(reference) = push_ref {
+    if let (Some(reference), true) = (&push_ref, index) {
+        let mut layers = spec.clone();
+        layers.form = Form::WasmLayers;
+        let digest =
+            push_index(&[spec, layers], reference, &push_opts).map_err(|e| e.to_string())?;
+        done.push(format!("pushed {reference}: index {digest}"));
+    } else if let Some(reference) = push_ref {
         let written = push(&spec, &reference, &push_opts).map_err(|e| e.to_string())?;
         done.push(format!("pushed {reference}: manifest {}", written.manifest));
     }
@@ -198,6 +217,21 @@ mod tests {
             .unwrap_err()
             .contains("no module"));
         assert!(run(&args(&["push"])).unwrap_err().contains("usage"));
+        for bad in [
+            &["build", "-t", "a:b", "-o", &o, "--index", &m][..],
+            &["build", "--push", "r/a:b", "--index", "--wasm-layers", &m],
+            &[
+                "build",
+                "--push",
+                "r/a:b",
+                "--index",
+                "--add",
+                &format!("{m}:/x"),
+                &m,
+            ],
+        ] {
+            assert!(run(&args(bad)).unwrap_err().contains("--index"), "{bad:?}");
+        }
         let native = run(&args(&[
             "build",
             "-t",

@@ -61,8 +61,12 @@ impl Launcher for ProcessLauncher {
         let mounted = Mounted::mount(&req.rootfs, &rootfs)?;
         let mut plan = match wasmlet_oci::wasi::plan(&spec, &rootfs) {
             Err(not_found @ wasmlet_oci::Error::ModuleNotFound { .. }) => {
-                match self.plan_from_layers(req, &spec, &rootfs) {
-                    Ok(Some(plan)) => plan,
+                match self.layer_module(req, &spec) {
+                    // A layer was chosen: what is wrong with it (not WebAssembly, say) is
+                    // the whole story.
+                    Ok(Some((path, name))) => {
+                        wasmlet_oci::wasi::plan_with_module(&spec, &rootfs, &path, &name)?
+                    }
                     Ok(None) => return Err(not_found.into()),
                     Err(e) => {
                         return Err(Error::Prepare {
@@ -142,14 +146,13 @@ impl Launcher for ProcessLauncher {
 }
 
 impl ProcessLauncher {
-    /// The plan for a container whose image carries its module as a wasm layer; `None` when
-    /// the image is not such an image.
-    fn plan_from_layers(
+    /// The module of a container whose image carries it as a wasm layer (the layer file and
+    /// the name errors give it); `None` when the image is not such an image.
+    fn layer_module(
         &self,
         req: &LaunchRequest,
         spec: &oci_spec::runtime::Spec,
-        rootfs: &Path,
-    ) -> Result<Option<wasmlet_oci::WasiPlan>> {
+    ) -> Result<Option<(PathBuf, String)>> {
         let layers = ImageLayers {
             address: self.containerd_address.clone(),
             namespace: req.namespace.clone(),
@@ -174,12 +177,7 @@ impl ProcessLauncher {
             module.digest
         );
         log::info!("{}: running {name}", req.id);
-        Ok(Some(wasmlet_oci::wasi::plan_with_module(
-            spec,
-            rootfs,
-            &module.path,
-            &name,
-        )?))
+        Ok(Some((module.path.clone(), name)))
     }
 }
 

@@ -7,8 +7,11 @@
 //! - [`pull`]: `ctr image pull` then `ctr run` or containerd's API; auth, errors, indexes.
 //! - [`cri`]: kubelet's path (`PullImage` through `hosts.toml`, then pods), and images
 //!   written by other tools (`skopeo copy`) or read by them (`skopeo inspect`, `umoci`).
+//! - [`foreign`]: images that other tools wrote: `wkg oci push` of a component, and an
+//!   artifact whose wasm layer is not WebAssembly.
 
 mod cri;
+mod foreign;
 mod pull;
 
 use wasmlet_oci::image::{Form, ImageSpec};
@@ -19,6 +22,7 @@ use wasmlet_tests::registry::Registry;
 
 use crate::support::{ns, Test};
 use cri::*;
+use foreign::*;
 use pull::*;
 
 pub const TESTS: &[(&str, Test)] = &[
@@ -50,7 +54,17 @@ pub const TESTS: &[(&str, Test)] = &[
         "registry::index_resolved_by_platform",
         index_resolved_by_platform,
     ),
+    (
+        "registry::wasm_layer_that_is_not_wasm_is_refused",
+        wasm_layer_that_is_not_wasm_is_refused,
+    ),
 ];
+
+/// The tests that need `wkg` besides the registry.
+pub const WKG_TESTS: &[(&str, Test)] = &[(
+    "registry::wkg_component_pulled_by_cri_and_run",
+    wkg_component_pulled_by_cri_and_run,
+)];
 
 pub(super) fn start(credentials: Option<(&str, &str)>) -> Registry {
     Registry::start(credentials).unwrap_or_else(|e| panic!("starting the registry: {e}"))

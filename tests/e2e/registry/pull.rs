@@ -192,7 +192,8 @@ pub(super) fn tampered_blob_is_refused(ctd: &Containerd) {
 }
 
 /// An image index of both forms (`linux/<arch>` rootfs, `wasip1/wasm` layers): containerd
-/// picks the node's platform and runs it. An index with no platform for this node: ctr
+/// picks the node's platform and runs it, pushed by the library and by `wasmlet-oci build
+/// --index`. An index with no platform for this node: ctr
 /// 1.6.20 refuses the pull (2.3.4's ctr fetches the index alone and says it is done);
 /// fetched anyway (`--all-platforms`), the shim refuses the container, listing the
 /// platforms it found.
@@ -207,6 +208,32 @@ pub(super) fn index_resolved_by_platform(ctd: &Containerd) {
     let out = pull(ctd, &reference, None);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     run_hello_then_remove(ctd, &reference, "index-host");
+
+    // The same through the command line: `--index` pushes both forms of one module.
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("hello.wasm");
+    std::fs::write(&module, wat("hello")).unwrap();
+    let cli = format!("{}/wasmlet/multi-cli:v1", registry.host);
+    let oci = wasmlet_tests::containerd::Options::from_env()
+        .shim_dir
+        .join("wasmlet-oci");
+    let out = wasmlet_tests::cmd::run(
+        std::process::Command::new(&oci)
+            .args(["build", "--push", &cli, "--plain-http", "--index"])
+            .arg(&module),
+        None,
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout_str()
+            .starts_with(&format!("pushed {cli}: index sha256:")),
+        "{}",
+        out.stdout_str()
+    );
+    let out = pull(ctd, &cli, None);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    run_hello_then_remove(ctd, &cli, "index-cli");
 
     let foreign = format!("{}/wasmlet/foreign:v1", registry.host);
     let images: Vec<ImageSpec> = ["arm64", "s390x"]

@@ -4,12 +4,14 @@
 //! side in one invocation and reported as ratios; `ctr task exec` into running containers
 //! against runc's; the first and cached starts of a large module; then requests/s of the
 //! `http-hello` component served by the shim against the same component under a bare
-//! `wasmtime serve`. Everything runs on containerd 2.3.4 (of `../shared`) when it is there,
+//! `wasmtime serve`; pulling from a registry then running, against busybox and a native
+//! build of the same program under runc. Everything runs on containerd 2.3.4 (of `../shared`) when it is there,
 //! the version users run; Debian's 1.6.20 then gives a second column of start times and
 //! memory (and everything, when it is the only one).
 
 mod http;
 mod memory;
+mod pull;
 mod start;
 
 use std::path::Path;
@@ -169,6 +171,7 @@ fn main() {
         let pss = memory::idle_table(&ctd, &engines);
         if primary {
             http::http_throughput(&ctd);
+            pull::pull_to_exit(&ctd, &hello, busybox);
         }
         drop(ctd);
         wasmlet_tests::leaks::remove_cgroup_parent(NS);
