@@ -11,6 +11,7 @@ mod cgroups;
 mod deploy_images;
 mod errors;
 mod exec;
+mod hostile;
 mod http;
 mod images;
 mod info;
@@ -60,6 +61,7 @@ fn main() {
                 .chain(restart::TESTS)
                 .chain(pod_lifecycle::TESTS)
                 .chain(terminal::TESTS)
+                .chain(hostile::TESTS)
             {
                 // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
                 // libtest shows the kind as `[root]` before the name.

@@ -42,14 +42,28 @@ pub struct WamrLoaded {
     _bytes: Vec<u8>,
 }
 
-/// An instance with its WASI context, ready to call.
+/// A module with its WASI context, ready to instantiate and call. Instantiation waits for
+/// `run` (after Start): it runs the module's start function, which is the module's own
+/// code and may never return.
 pub struct WamrPrepared {
-    instance: sys::wasm_module_inst_t,
     export: CString,
     limit: Option<u64>,
+    max_memory_pages: u32,
+    guest_path: String,
     // The WASI strings WAMR was given; kept for the instance's lifetime.
     _wasi: WasiArgs,
-    _loaded: WamrLoaded,
+    loaded: WamrLoaded,
+}
+
+/// A live instance, deinstantiated on drop.
+struct Instance(sys::wasm_module_inst_t);
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // SAFETY: the instance was created by `wasm_runtime_instantiate_ex` and is not used
+        // after this.
+        unsafe { sys::wasm_runtime_deinstantiate(self.0) }
+    }
 }
 
 /// C strings for `wasm_runtime_set_wasi_args_ex` and the pointer arrays over them.
@@ -215,8 +229,8 @@ impl WamrLoaded {
 
 impl Drop for WamrLoaded {
     fn drop(&mut self) {
-        // SAFETY: the module was loaded by `wasm_runtime_load` and every instance of it
-        // (owned by a `WamrPrepared` that owns this value) has been deinstantiated.
+        // SAFETY: the module was loaded by `wasm_runtime_load` and its only instance (an
+        // `Instance` within `WamrPrepared::try_run`, which owns this value) is gone.
         unsafe { sys::wasm_runtime_unload(self.module) }
     }
 }
@@ -258,7 +272,8 @@ impl WasiArgs {
 impl Loaded for WamrLoaded {
     type Prepared = WamrPrepared;
 
-    /// Inside the container: WAMR opens the preopens when it instantiates.
+    /// Inside the container: the WASI arguments; WAMR opens the preopens when it
+    /// instantiates, in `run`.
     fn link(self, plan: &WasiPlan) -> Result<WamrPrepared> {
         let mut wasi = WasiArgs::new(plan)?;
         let max_memory_pages = plan
@@ -266,16 +281,10 @@ impl Loaded for WamrLoaded {
             .map(|l| u32::try_from(l / 65536).unwrap_or(u32::MAX).max(1))
             .unwrap_or(0);
         LIMIT.store(plan.memory_limit.unwrap_or(0), Ordering::SeqCst);
-        let args = sys::InstantiationArgs {
-            default_stack_size: STACK_SIZE,
-            host_managed_heap_size: 0,
-            max_memory_pages,
-        };
-        let mut err = [0u8; 256];
         // SAFETY: every pointer array (and the strings it points to) lives in `wasi`, which
-        // the returned instance keeps; the counts are the arrays' lengths; stdio are this
-        // process's descriptors 0-2.
-        let instance = unsafe {
+        // the returned value keeps beside the module; the counts are the arrays' lengths;
+        // stdio are this process's descriptors 0-2.
+        unsafe {
             sys::wasm_runtime_set_wasi_args_ex(
                 self.module,
                 wasi.dirs.as_mut_ptr(),
@@ -290,51 +299,64 @@ impl Loaded for WamrLoaded {
                 1,
                 2,
             );
+        }
+        Ok(WamrPrepared {
+            export: cstring(&plan.entrypoint.export, "export")?,
+            limit: plan.memory_limit,
+            max_memory_pages,
+            guest_path: plan.entrypoint.guest_path.clone(),
+            _wasi: wasi,
+            loaded: self,
+        })
+    }
+}
+
+impl WamrPrepared {
+    /// Instantiate (running the start function), then call the export: the WASI exit
+    /// code, or the exception as a message.
+    fn try_run(&self) -> std::result::Result<i32, String> {
+        let args = sys::InstantiationArgs {
+            default_stack_size: STACK_SIZE,
+            host_managed_heap_size: 0,
+            max_memory_pages: self.max_memory_pages,
+        };
+        let mut err = [0u8; 256];
+        // SAFETY: the module is loaded and its WASI arguments (kept in `self`) are set;
+        // `err` is a writable buffer of the length given.
+        let instance = unsafe {
             sys::wasm_runtime_instantiate_ex(
-                self.module,
+                self.loaded.module,
                 &args,
                 err.as_mut_ptr().cast(),
                 err.len() as u32,
             )
         };
         if instance.is_null() {
-            return Err(Error::Engine(format!(
+            return Err(format!(
                 "WAMR: instantiating {}: {}",
-                plan.entrypoint.guest_path,
+                self.guest_path,
                 message(&err)
-            )));
+            ));
         }
-        Ok(WamrPrepared {
-            instance,
-            export: cstring(&plan.entrypoint.export, "export")?,
-            limit: plan.memory_limit,
-            _wasi: wasi,
-            _loaded: self,
-        })
-    }
-}
-
-impl WamrPrepared {
-    /// Call the export: the WASI exit code, or the exception as a message.
-    fn try_run(&self) -> std::result::Result<i32, String> {
-        // SAFETY: `self.instance` is a live instance; the function and the exec env
-        // belong to it and are used on this thread only; the env is destroyed here.
+        let instance = Instance(instance);
+        // SAFETY: `instance` is live until the end of this function; the function and the
+        // exec env belong to it and are used on this thread only; the env is destroyed here.
         unsafe {
-            let func = sys::wasm_runtime_lookup_function(self.instance, self.export.as_ptr());
+            let func = sys::wasm_runtime_lookup_function(instance.0, self.export.as_ptr());
             if func.is_null() {
                 return Err(format!("export {:?} not found", self.export));
             }
-            let env = sys::wasm_runtime_create_exec_env(self.instance, STACK_SIZE);
+            let env = sys::wasm_runtime_create_exec_env(instance.0, STACK_SIZE);
             if env.is_null() {
                 return Err("WAMR: creating the execution environment failed".into());
             }
             let ok = sys::wasm_runtime_call_wasm(env, func, 0, ptr::null_mut());
             sys::wasm_runtime_destroy_exec_env(env);
-            let code = sys::wasm_runtime_get_wasi_exit_code(self.instance) as i32;
+            let code = sys::wasm_runtime_get_wasi_exit_code(instance.0) as i32;
             if ok {
                 return Ok(code);
             }
-            let exception = sys::wasm_runtime_get_exception(self.instance);
+            let exception = sys::wasm_runtime_get_exception(instance.0);
             let exception = match exception.is_null() {
                 true => String::from("unknown exception"),
                 false => CStr::from_ptr(exception).to_string_lossy().into_owned(),
@@ -344,14 +366,6 @@ impl WamrPrepared {
                 false => Err(format!("WebAssembly trap: {exception}")),
             }
         }
-    }
-}
-
-impl Drop for WamrPrepared {
-    fn drop(&mut self) {
-        // SAFETY: the instance was created by `wasm_runtime_instantiate_ex` and is not used
-        // after this.
-        unsafe { sys::wasm_runtime_deinstantiate(self.instance) }
     }
 }
 

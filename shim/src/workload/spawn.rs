@@ -87,14 +87,27 @@ pub fn spawn(
         id: request.id.clone(),
         detail,
     };
-    send(&mut ctl, request).map_err(|e| died(format!(": {e}")))?;
+    // Gone while preparing (its socket closed or reset): say so when the memory limit's
+    // OOM killer took it (a limit below what the engine needs to load the module).
+    let gone = |detail: String| match cgroup.oom_kills() {
+        0 => died(detail),
+        _ => died(format!(
+            ": killed at the container's memory limit ({} bytes) while loading {}",
+            resources
+                .and_then(|r| r.memory().as_ref())
+                .and_then(|m| m.limit())
+                .map_or_else(|| "unknown".to_string(), |l| l.to_string()),
+            request.plan.entrypoint.guest_path
+        )),
+    };
+    send(&mut ctl, request).map_err(|e| gone(format!(": {e}")))?;
     let spawned: Spawned = recv(&ctl)
-        .map_err(|e| died(format!(": {e}")))?
-        .ok_or_else(|| died(String::new()))?;
+        .map_err(|e| gone(format!(": {e}")))?
+        .ok_or_else(|| gone(String::new()))?;
     let pid = spawned.pid;
     unwind.pids.push(pid);
-    let (ready, master) = recv_with_fd::<Ready>(&ctl).map_err(|e| died(format!(": {e}")))?;
-    let ready = ready.ok_or_else(|| died(String::new()))?;
+    let (ready, master) = recv_with_fd::<Ready>(&ctl).map_err(|e| gone(format!(": {e}")))?;
+    let ready = ready.ok_or_else(|| gone(String::new()))?;
     let module = &request.plan.entrypoint.guest_path;
     for note in &ready.notes {
         log::info!("{}: {module}: {note}", request.id);

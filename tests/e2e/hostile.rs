@@ -1,0 +1,136 @@
+//! Hostile modules that abuse the engine: each must end with a clear outcome (an exit code,
+//! the engine's reason on stderr), and leave the shim able to run the next container and
+//! nothing behind (each `ctr run` has a shim of its own: the next container runs). Run with
+//! every engine on each containerd version.
+
+use std::time::Duration;
+
+use wasmlet_tests::cmd::eventually;
+use wasmlet_tests::containerd::Containerd;
+use wasmlet_tests::fixtures::{rootfs, wat};
+
+use crate::lifecycle::{remove, start_detached, task_status};
+use crate::support::{assert_clean, engine, ns, run_rootfs, Test};
+
+pub const TESTS: &[(&str, Test)] = &[
+    (
+        "hostile::unbounded_recursion_traps",
+        unbounded_recursion_traps,
+    ),
+    (
+        "hostile::endless_start_function_ends_on_sigterm",
+        endless_start_function_ends_on_sigterm,
+    ),
+    (
+        "hostile::data_segment_past_memory_fails_to_instantiate",
+        data_segment_past_memory_fails_to_instantiate,
+    ),
+    ("hostile::huge_table_is_bounded", huge_table_is_bounded),
+    (
+        "hostile::memory_limit_below_loading_is_reported",
+        memory_limit_below_loading_is_reported,
+    ),
+];
+
+/// Run fixture `name` to its end (`ctr run --rm`, with `flags`): its output.
+fn run_fixture(
+    ctd: &Containerd,
+    id: &str,
+    name: &str,
+    flags: &[&str],
+) -> wasmlet_tests::cmd::Output {
+    let module = format!("/{name}.wasm");
+    let dir = rootfs(&[(module.as_str(), wat(name))]);
+    let out = run_rootfs(ctd, id, dir.path(), flags, &[&module]);
+    assert_clean(ctd, id);
+    out
+}
+
+/// A module that recurses without end, under a 256 MiB memory limit: the engine traps at
+/// its stack limit (exit 134, the reason naming the stack), or, for an engine whose stack
+/// grows on the heap without a bound of its own (WasmEdge), the memory limit stops it
+/// (137, `/tasks/oom`). Without a memory limit such an engine would take the node's memory:
+/// the README says so.
+fn unbounded_recursion_traps(ctd: &Containerd) {
+    let limit = (256 << 20).to_string();
+    let out = run_fixture(ctd, "recurse", "recurse", &["--memory-limit", &limit]);
+    let engine = engine(ctd);
+    if engine.bounds_recursion {
+        assert_eq!(out.code, Some(134), "{}: {out:?}", engine.name);
+        assert!(
+            out.stderr.contains("stack"),
+            "{}: the reason names the stack: {}",
+            engine.name,
+            out.stderr
+        );
+    } else {
+        assert_eq!(out.code, Some(137), "{}: {out:?}", engine.name);
+    }
+}
+
+/// A start function that never returns keeps the module in instantiation, before
+/// `_start`: SIGTERM still ends it within a second (exit 143), as for a busy `_start`.
+fn endless_start_function_ends_on_sigterm(ctd: &Containerd) {
+    let (_dir, _pid) = start_detached(ctd, "startloop", "startloop");
+    // Let it get into the start function.
+    std::thread::sleep(Duration::from_millis(300));
+    ctd.ctr(ns(ctd), &["task", "kill", "startloop"])
+        .ok("ctr task kill");
+    let stopped = eventually(Duration::from_secs(1), || {
+        task_status(ctd, "startloop").is_some_and(|(s, _)| s == "STOPPED")
+    });
+    assert!(
+        stopped,
+        "{}: still {:?} 1 s after SIGTERM",
+        engine(ctd).name,
+        task_status(ctd, "startloop")
+    );
+    remove(ctd, "startloop", 143);
+}
+
+/// A data segment far past its memory: instantiation fails with the engine's
+/// out-of-bounds reason on stderr and a failing exit (134, a trap while instantiating).
+fn data_segment_past_memory_fails_to_instantiate(ctd: &Containerd) {
+    let out = run_fixture(ctd, "dataoob", "dataoob", &[]);
+    let engine = engine(ctd).name;
+    assert_eq!(out.code, Some(134), "{engine}: {out:?}");
+    assert!(
+        out.stderr.contains("out of bounds"),
+        "{engine}: {}",
+        out.stderr
+    );
+}
+
+/// A table of 100 million entries under a 64 MiB memory limit: the engine allocates it
+/// lazily and runs the module (Wasmtime), or allocates it up front and the limit stops it
+/// (137); the next container runs.
+fn huge_table_is_bounded(ctd: &Containerd) {
+    let limit = (64 << 20).to_string();
+    let out = run_fixture(ctd, "hugetable", "hugetable", &["--memory-limit", &limit]);
+    let engine = engine(ctd).name;
+    let want = if engine == "wasmtime" { 0 } else { 137 };
+    assert_eq!(out.code, Some(want), "{engine}: {out:?}");
+    let next = run_fixture(ctd, "after-hugetable", "hello", &[]);
+    assert_eq!(next.stdout_str(), "hello from wasm\n", "{engine}: {next:?}");
+}
+
+/// A 1 MiB memory limit, below what some engines need to load a module: whichever point
+/// the limit hits, the user is told. The module runs (Wasmtime and Wasmer load the small
+/// module within it), the run ends at the limit (137: WAMR), or the create fails saying
+/// the limit killed the workload (WasmEdge, whose library maps LLVM); never a bare "exited
+/// before it was ready".
+fn memory_limit_below_loading_is_reported(ctd: &Containerd) {
+    let limit = (1 << 20).to_string();
+    let out = run_fixture(ctd, "tinylimit", "hello", &["--memory-limit", &limit]);
+    let engine = engine(ctd).name;
+    let told =
+        format!("killed at the container's memory limit ({limit} bytes) while loading /hello.wasm");
+    match out.code {
+        Some(0) => assert_eq!(out.stdout_str(), "hello from wasm\n", "{engine}"),
+        Some(137) => {}
+        _ => assert!(
+            out.code == Some(1) && out.stderr.contains(&told),
+            "{engine}: {out:?}"
+        ),
+    }
+}
