@@ -105,21 +105,37 @@ fn cri_pull_and_run(
 
     // A second pod of the pulled image (a new shim) compiles nothing: the compile cache
     // has the module, whichever way the image came.
-    if engine.compile_cache {
-        let config = pod_config(&format!("{pod_name}-again"), engine.name, logs.path());
-        let pod = cri
-            .run_pod(config.clone(), engine.name)
-            .expect("RunPodSandbox");
-        let again = cri
-            .create(&pod, container("again", rootfs_ref, &[], 0), &config)
-            .expect("CreateContainer (same image)");
-        cri.start(&again).expect("StartContainer");
-        assert_eq!(exited(&cri, &again).exit_code, 0);
-        assert_eq!(crate::cache::outcome(&ctd, &again), "Hit");
-        cri.stop_pod(&pod).expect("StopPodSandbox");
-        cri.remove_pod(&pod).expect("RemovePodSandbox");
-        assert_pod_clean(&ctd, engine.shim, &pod);
+    second_pod_hits_the_cache(&ctd, &cri, &format!("{pod_name}-again"), rootfs_ref, &[]);
+}
+
+/// With an engine that keeps a compile cache: a second pod `pod_name` running `image`
+/// (`command`) exits 0 and finds its module compiled (a new shim: the cache, not memory).
+pub(super) fn second_pod_hits_the_cache(
+    ctd: &Containerd,
+    cri: &wasmlet_tests::cri::Cri,
+    pod_name: &str,
+    image: &str,
+    command: &[&str],
+) {
+    use crate::pods::{assert_pod_clean, container, exited, pod_config};
+    let engine = crate::support::engine(ctd);
+    if !engine.compile_cache {
+        return;
     }
+    let logs = tempfile::tempdir().unwrap();
+    let config = pod_config(pod_name, engine.name, logs.path());
+    let pod = cri
+        .run_pod(config.clone(), engine.name)
+        .expect("RunPodSandbox");
+    let again = cri
+        .create(&pod, container("again", image, command, 0), &config)
+        .expect("CreateContainer (same image)");
+    cri.start(&again).expect("StartContainer");
+    assert_eq!(exited(cri, &again).exit_code, 0);
+    assert_eq!(crate::cache::outcome(ctd, &again), "Hit");
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    assert_pod_clean(ctd, engine.shim, &pod);
 }
 
 fn tool(bin: &str, args: &[&str]) -> wasmlet_tests::cmd::Output {

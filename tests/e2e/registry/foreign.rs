@@ -114,25 +114,7 @@ pub(super) fn wkg_component_pulled_by_cri_and_run(engine_ctd: &Containerd) {
     assert_pod_clean(&ctd, engine.shim, &pod);
 
     // A second pod of the artifact (a new shim) finds the layer's module compiled.
-    if engine.compile_cache {
-        let config = pod_config("wkg-again", engine.name, logs.path());
-        let pod = cri
-            .run_pod(config.clone(), engine.name)
-            .expect("RunPodSandbox");
-        let again = cri
-            .create(
-                &pod,
-                container("again", &reference, &["hello.wasm"], 0),
-                &config,
-            )
-            .expect("CreateContainer (same artifact)");
-        cri.start(&again).expect("StartContainer");
-        assert_eq!(exited(&cri, &again).exit_code, 0);
-        assert_eq!(crate::cache::outcome(&ctd, &again), "Hit");
-        cri.stop_pod(&pod).expect("StopPodSandbox");
-        cri.remove_pod(&pod).expect("RemovePodSandbox");
-        assert_pod_clean(&ctd, engine.shim, &pod);
-    }
+    super::cri::second_pod_hits_the_cache(&ctd, &cri, "wkg-again", &reference, &["hello.wasm"]);
 }
 
 /// A wasm artifact whose `application/wasm` layer is a shell script (digests all correct):
