@@ -5,12 +5,11 @@
 
 use std::time::Duration;
 
-use wasmlet_tests::cmd::eventually;
 use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{rootfs, wat};
 
-use crate::lifecycle::{remove, start_detached, task_status};
-use crate::support::{assert_clean, engine, ns, run_rootfs, Test};
+use crate::lifecycle::sigterm_stops_within_a_second;
+use crate::support::{assert_clean, engine, run_rootfs, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -71,21 +70,8 @@ fn unbounded_recursion_traps(ctd: &Containerd) {
 /// A start function that never returns keeps the module in instantiation, before
 /// `_start`: SIGTERM still ends it within a second (exit 143), as for a busy `_start`.
 fn endless_start_function_ends_on_sigterm(ctd: &Containerd) {
-    let (_dir, _pid) = start_detached(ctd, "startloop", "startloop");
-    // Let it get into the start function.
-    std::thread::sleep(Duration::from_millis(300));
-    ctd.ctr(ns(ctd), &["task", "kill", "startloop"])
-        .ok("ctr task kill");
-    let stopped = eventually(Duration::from_secs(1), || {
-        task_status(ctd, "startloop").is_some_and(|(s, _)| s == "STOPPED")
-    });
-    assert!(
-        stopped,
-        "{}: still {:?} 1 s after SIGTERM",
-        engine(ctd).name,
-        task_status(ctd, "startloop")
-    );
-    remove(ctd, "startloop", 143);
+    // 300 ms to get into the start function.
+    sigterm_stops_within_a_second(ctd, "startloop", Duration::from_millis(300));
 }
 
 /// A data segment far past its memory: instantiation fails with the engine's

@@ -149,18 +149,26 @@ fn detach_sigterm_exits_143(ctd: &Containerd) {
 /// A module spinning in a loop never yields to the host, yet SIGTERM stops it within a
 /// second (the bound the issue sets; the handler exits at once).
 fn sigterm_stops_a_busy_module(ctd: &Containerd) {
-    let (_dir, _pid) = start_detached(ctd, "spin", "spin");
-    ctd.ctr(ns(ctd), &["task", "kill", "spin"])
+    sigterm_stops_within_a_second(ctd, "spin", Duration::ZERO);
+}
+
+/// Start fixture `name` detached (as container `name`), wait `settle`, send SIGTERM: the
+/// task must be stopped within a second, exit 143, and leave nothing behind.
+pub(crate) fn sigterm_stops_within_a_second(ctd: &Containerd, name: &str, settle: Duration) {
+    let (_dir, _pid) = start_detached(ctd, name, name);
+    std::thread::sleep(settle);
+    ctd.ctr(ns(ctd), &["task", "kill", name])
         .ok("ctr task kill");
     let stopped = eventually(Duration::from_secs(1), || {
-        task_status(ctd, "spin").is_some_and(|(s, _)| s == "STOPPED")
+        task_status(ctd, name).is_some_and(|(s, _)| s == "STOPPED")
     });
     assert!(
         stopped,
-        "still {:?} 1 s after SIGTERM",
-        task_status(ctd, "spin")
+        "{}: still {:?} 1 s after SIGTERM",
+        crate::support::engine(ctd).name,
+        task_status(ctd, name)
     );
-    remove(ctd, "spin", 143);
+    remove(ctd, name, 143);
 }
 
 fn sigkill_all_exits_137(ctd: &Containerd) {

@@ -39,11 +39,7 @@ fn cri_pull_and_run(
 ) {
     use crate::pods::{assert_pod_clean, container, exited, one_pod_at_a_time, pod_config};
     let engine = crate::support::engine(engine_ctd);
-    let ctd = crate::support::cri_containerd(engine_ctd);
-    let cri = wasmlet_tests::cri::Cri::connect(&ctd).expect("CRI connection");
-    registry
-        .write_hosts_toml(&ctd.dir)
-        .expect("writing hosts.toml");
+    let (ctd, cri) = cri_reaching(engine_ctd, registry);
     let creds = registry
         .credentials
         .as_ref()
@@ -106,6 +102,20 @@ fn cri_pull_and_run(
     // A second pod of the pulled image (a new shim) compiles nothing: the compile cache
     // has the module, whichever way the image came.
     second_pod_hits_the_cache(&ctd, &cri, &format!("{pod_name}-again"), rootfs_ref, &[]);
+}
+
+/// The CRI containerd of `engine_ctd`'s version and engine, told how to reach `registry`
+/// (its `hosts.toml`), and a CRI client of it.
+pub(super) fn cri_reaching(
+    engine_ctd: &Containerd,
+    registry: &Registry,
+) -> (std::sync::Arc<Containerd>, wasmlet_tests::cri::Cri) {
+    let ctd = crate::support::cri_containerd(engine_ctd);
+    let cri = wasmlet_tests::cri::Cri::connect(&ctd).expect("CRI connection");
+    registry
+        .write_hosts_toml(&ctd.dir)
+        .expect("writing hosts.toml");
+    (ctd, cri)
 }
 
 /// With an engine that keeps a compile cache: a second pod `pod_name` running `image`

@@ -72,11 +72,7 @@ pub(super) fn wkg_component_pulled_by_cri_and_run(engine_ctd: &Containerd) {
     );
 
     let engine = crate::support::engine(engine_ctd);
-    let ctd = crate::support::cri_containerd(engine_ctd);
-    let cri = wasmlet_tests::cri::Cri::connect(&ctd).expect("CRI connection");
-    registry
-        .write_hosts_toml(&ctd.dir)
-        .expect("writing hosts.toml");
+    let (ctd, cri) = super::cri::cri_reaching(engine_ctd, &registry);
     let pulled = cri.pull_image(&reference, Some(("alice", "s3cr3t")));
     if ctd.flavour.config_version == 2 {
         let err = pulled.expect_err("1.6.20 cannot unpack wasm layers");

@@ -47,6 +47,10 @@ pub fn pull_to_exit(ctd: &Containerd, hello: &[u8], busybox: &Path) {
     }
     let registry = Registry::start(None).unwrap_or_else(|e| panic!("registry: {e}"));
     let reference = |name: &str| format!("{}/bench/{name}:v1", registry.host);
+    // A file of this run's own in each image: no layer here is one the other sections
+    // imported (containerd would find its content and snapshot and fetch nothing).
+    let nonce = format!("{:?}", std::time::SystemTime::now());
+    let own = |spec: ImageSpec| spec.file("/etc/pull-bench", nonce.clone(), 0o644);
     let mut bb = ImageSpec::new(&reference("busybox")).file(
         "/bin/busybox",
         std::fs::read(busybox).unwrap(),
@@ -57,12 +61,12 @@ pub fn pull_to_exit(ctd: &Containerd, hello: &[u8], busybox: &Path) {
         Row {
             name: RUNC.name,
             runtime: RUNC.runtime,
-            spec: bb,
+            spec: own(bb),
         },
         Row {
             name: OURS.name,
             runtime: OURS.runtime,
-            spec: module_image(&reference("hello-wasm"), hello.to_vec()),
+            spec: own(module_image(&reference("hello-wasm"), hello.to_vec())),
         },
     ];
     match std::fs::read(native_hello()) {
@@ -72,7 +76,7 @@ pub fn pull_to_exit(ctd: &Containerd, hello: &[u8], busybox: &Path) {
             rows.push(Row {
                 name: "runc hello (native, musl, static)",
                 runtime: RUNC.runtime,
-                spec,
+                spec: own(spec),
             });
         }
         Err(e) => println!(
@@ -84,15 +88,7 @@ pub fn pull_to_exit(ctd: &Containerd, hello: &[u8], busybox: &Path) {
         plain_http: true,
         credentials: None,
     };
-    // A file of this run's own in each image: no layer here is one the other sections
-    // imported (containerd would find its content and snapshot and fetch nothing).
-    let nonce = format!("{:?}", std::time::SystemTime::now());
-    for row in &mut rows {
-        row.spec = std::mem::replace(&mut row.spec, ImageSpec::new("")).file(
-            "/etc/pull-bench",
-            nonce.clone().into_bytes(),
-            0o644,
-        );
+    for row in &rows {
         push(&row.spec, &row.spec.name, &plain).unwrap_or_else(|e| panic!("{e}"));
     }
     let runs = crate::runs().min(15);
