@@ -73,28 +73,11 @@ fn main() {
                 trials.push(trial.with_ignored_flag(engine_unavailable.is_some()));
             }
         }
-        // Engine-neutral tests: once per version, on the first engine's containerd.
-        for (name, test) in deploy_images::TESTS.iter().chain(node_install::TESTS) {
-            let trial = Trial::test(format!("{prefix}::{name}"), move || {
-                test(&support::containerd(flavour, &support::ENGINES[0]));
-                Ok(())
-            })
-            .with_kind("root");
-            trials.push(trial.with_ignored_flag(unavailable.is_some()));
-        }
         let registry_unavailable = unavailable
             .clone()
             .or_else(wasmlet_tests::registry::unavailable);
         if let (None, Some(why)) = (&unavailable, &registry_unavailable) {
             eprintln!("{prefix}::registry tests ignored: {why}");
-        }
-        for (name, test) in registry::TESTS {
-            let trial = Trial::test(format!("{prefix}::{name}"), move || {
-                test(&support::containerd(flavour, &support::ENGINES[0]));
-                Ok(())
-            })
-            .with_kind("root");
-            trials.push(trial.with_ignored_flag(registry_unavailable.is_some()));
         }
         let wkg_unavailable = registry_unavailable
             .clone()
@@ -102,13 +85,23 @@ fn main() {
         if let (None, Some(why)) = (&registry_unavailable, &wkg_unavailable) {
             eprintln!("{prefix}::registry wkg tests ignored: {why}");
         }
-        for (name, test) in registry::WKG_TESTS {
-            let trial = Trial::test(format!("{prefix}::{name}"), move || {
-                test(&support::containerd(flavour, &support::ENGINES[0]));
-                Ok(())
-            })
-            .with_kind("root");
-            trials.push(trial.with_ignored_flag(wkg_unavailable.is_some()));
+        // Engine-neutral tests: once per version, on the first engine's containerd, each
+        // list ignored for its own reason.
+        let neutral = [
+            (deploy_images::TESTS, &unavailable),
+            (node_install::TESTS, &unavailable),
+            (registry::TESTS, &registry_unavailable),
+            (registry::WKG_TESTS, &wkg_unavailable),
+        ];
+        for (tests, why) in neutral {
+            for (name, test) in tests {
+                let trial = Trial::test(format!("{prefix}::{name}"), move || {
+                    test(&support::containerd(flavour, &support::ENGINES[0]));
+                    Ok(())
+                })
+                .with_kind("root");
+                trials.push(trial.with_ignored_flag(why.is_some()));
+            }
         }
     }
     let conclusion = libtest_mimic::run(&args, trials);
