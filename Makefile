@@ -3,7 +3,8 @@
 #   make demo     set up and run a wasm container through a private containerd
 #   make test     the whole test suite (unit + end-to-end; end-to-end needs root)
 #   make critest  CRI conformance: critest against each containerd's CRI, each engine's handler
-#   make fuzz     the fuzz targets of fuzz/ for FUZZ_SECONDS (60) each (cargo-fuzz, nightly)
+#   make fuzz     the fuzz targets of fuzz/ for FUZZ_SECONDS (60) each (cargo-fuzz, nightly;
+#                 `make test` runs each for TEST_FUZZ_SECONDS, 15)
 #   make compare  each engine's shim against its engine's own CLI on the WASI fixtures
 #   make bench    start-to-exit time and memory against runc; HTTP req/s against wasmtime serve;
 #                 pull-then-run from a registry against busybox and a native build
@@ -80,9 +81,13 @@ TEST_WKG := $(TARGET_DIR)/bench/bin/wkg
 $(TEST_WKG):
 	$(CARGO) install --locked --root $(TARGET_DIR)/bench wkg@$(WKG_VERSION)
 
-# Unit tests (no root) and the end-to-end suite against a private containerd.
+# Unit tests (no root) and the end-to-end suite against a private containerd; then every
+# fuzz target for TEST_FUZZ_SECONDS (a bounded run; `make fuzz` runs longer).
+TEST_FUZZ_SECONDS ?= 15
+
 test: deps build examples $(TEST_WKG)
 	WASMLET_SHIM_DIR=$(TARGET_DIR)/release WASMLET_ENGINES="$(ENGINES)" WASMLET_WKG=$(TEST_WKG) $(CARGO) test --release --workspace $(SHIM_FEATURES)
+	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) fuzz/run.sh
 
 # critest (cri-tools 1.36.0 of ../shared) against containerd's CRI: the wasmtime handler on
 # each version, every other engine's on the newest; part of `make test`. With

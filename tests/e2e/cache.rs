@@ -129,7 +129,18 @@ fn concurrent_starts_compile_once(ctd: &Containerd) {
     }
     let compiled = outcomes.iter().filter(|o| *o == "Compiled").count();
     let hits = outcomes.iter().filter(|o| *o == "Hit").count();
-    assert_eq!((compiled, hits), (1, 9), "outcomes: {outcomes:?}");
+    let cache_log: Vec<String> = ctd
+        .log()
+        .lines()
+        .filter(|l| ids.iter().any(|id| l.contains(&format!("{id}: "))) && l.contains("cache"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        (compiled, hits),
+        (1, 9),
+        "outcomes: {outcomes:?}\ncache log:\n{}",
+        cache_log.join("\n")
+    );
     for id in &ids {
         assert_clean(ctd, id);
     }

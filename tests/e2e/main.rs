@@ -61,7 +61,9 @@ fn main() {
                 .chain(restart::TESTS)
                 .chain(pod_lifecycle::TESTS)
                 .chain(terminal::TESTS)
-                .chain(hostile::TESTS)
+                .chain(hostile::ENGINE)
+                .chain(hostile::FILESYSTEM)
+                .chain(hostile::RESOURCES)
             {
                 // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
                 // libtest shows the kind as `[root]` before the name.

@@ -67,6 +67,14 @@ pub enum Outcome {
     Recovered,
 }
 
+/// What a look at an entry found.
+enum Found<T> {
+    Missing,
+    Loaded(T),
+    /// Failed its checksum or the engine's checks.
+    Damaged,
+}
+
 /// A cache directory for one engine.
 #[derive(Debug, Clone)]
 pub struct ModuleCache {
@@ -88,7 +96,10 @@ fn digest_file(path: &Path) -> std::io::Result<(u64, String)> {
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0u64;
     loop {
-        let n = f.read(&mut buf)?;
+        let n = match f.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
         if n == 0 {
             break;
         }
@@ -138,10 +149,11 @@ impl ModuleCache {
         }
     }
 
-    /// Whether `entry` is complete and intact; a damaged entry is evicted.
+    /// Whether `entry` is complete and intact (`None`: no artifact, perhaps a store under
+    /// way). A hit refreshes the entry's modification time, which orders eviction.
     fn verified(&self, entry: &Entry) -> Option<bool> {
         // The checksum is published before the artifact, so an artifact that exists must
-        // have its checksum; no artifact is a plain miss (perhaps a store under way).
+        // have its checksum.
         if !entry.artifact.exists() {
             return None;
         }
@@ -156,11 +168,6 @@ impl ModuleCache {
                 .and_then(|f| f.set_modified(std::time::SystemTime::now()));
             return Some(true);
         }
-        log::warn!(
-            "cache entry {} is damaged; recompiling",
-            entry.artifact.display()
-        );
-        self.evict(entry);
         Some(false)
     }
 
@@ -191,12 +198,13 @@ impl ModuleCache {
         load: impl Fn(&Path) -> Result<T>,
         load_bytes: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<(T, Outcome)> {
-        let mut damaged = false;
-        match self.try_load(entry, &load) {
-            Some(Ok(t)) => return Ok((t, Outcome::Hit)),
-            Some(Err(())) => damaged = true,
-            None => {}
-        }
+        // Without the lock, only look: an entry that looks damaged may be one that another
+        // workload is replacing, and evicting it here would make a third compile again.
+        let mut damaged = match self.try_load(entry, &load, false) {
+            Found::Loaded(t) => return Ok((t, Outcome::Hit)),
+            Found::Damaged => true,
+            Found::Missing => false,
+        };
         let lock = match self.lock(entry) {
             Ok(lock) => Some(lock),
             Err(e) => {
@@ -204,11 +212,12 @@ impl ModuleCache {
                 None
             }
         };
-        // Another workload may have compiled it while this one waited for the lock.
-        match self.try_load(entry, &load) {
-            Some(Ok(t)) => return Ok((t, Outcome::Hit)),
-            Some(Err(())) => damaged = true,
-            None => {}
+        // Another workload may have compiled it while this one waited for the lock; only
+        // the lock holder evicts a damaged entry.
+        match self.try_load(entry, &load, lock.is_some()) {
+            Found::Loaded(t) => return Ok((t, Outcome::Hit)),
+            Found::Damaged => damaged = true,
+            Found::Missing => {}
         }
         let artifact = compile(module)?;
         let outcome = if damaged {
@@ -229,26 +238,30 @@ impl ModuleCache {
         load_bytes(&artifact).map(|t| (t, outcome))
     }
 
-    /// `None`: no entry. `Some(Err)`: an entry that was damaged (and is now evicted).
+    /// Map `entry` if it is intact. A damaged or unusable entry is evicted when `locked`
+    /// (this workload holds the entry's lock), and only reported otherwise.
     fn try_load<T>(
         &self,
         entry: &Entry,
         load: &impl Fn(&Path) -> Result<T>,
-    ) -> Option<std::result::Result<T, ()>> {
-        match self.verified(entry)? {
-            false => Some(Err(())),
-            true => match load(&entry.artifact) {
-                Ok(t) => Some(Ok(t)),
-                Err(e) => {
-                    log::warn!(
-                        "cache entry {} unusable ({e}); recompiling",
-                        entry.artifact.display()
-                    );
-                    self.evict(entry);
-                    Some(Err(()))
-                }
+        locked: bool,
+    ) -> Found<T> {
+        let problem = match self.verified(entry) {
+            None => return Found::Missing,
+            Some(false) => "is damaged".to_string(),
+            Some(true) => match load(&entry.artifact) {
+                Ok(t) => return Found::Loaded(t),
+                Err(e) => format!("is unusable ({e})"),
             },
+        };
+        if locked {
+            log::warn!(
+                "cache entry {} {problem}; recompiling",
+                entry.artifact.display()
+            );
+            self.evict(entry);
         }
+        Found::Damaged
     }
 
     fn lock(&self, entry: &Entry) -> Result<Flock<File>> {
@@ -259,8 +272,17 @@ impl ModuleCache {
             .write(true)
             .open(&entry.lock)
             .map_err(Error::io("opening cache lock", &entry.lock))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::sys(format!("locking {}", entry.lock.display()))(e))
+        let mut file = file;
+        loop {
+            // A signal while waiting is no reason to compile without the lock.
+            match Flock::lock(file, FlockArg::LockExclusive) {
+                Ok(lock) => return Ok(lock),
+                Err((f, nix::errno::Errno::EINTR)) => file = f,
+                Err((_, e)) => {
+                    return Err(Error::sys(format!("locking {}", entry.lock.display()))(e))
+                }
+            }
+        }
     }
 
     fn write_atomically(&self, path: &Path, data: &[u8]) -> Result<()> {

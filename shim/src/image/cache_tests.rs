@@ -105,6 +105,44 @@ fn concurrent_misses_compile_once() {
 }
 
 #[test]
+fn only_the_lock_holder_evicts_a_damaged_entry() {
+    let d = tempfile::tempdir().unwrap();
+    let c = ModuleCache::new(d.path(), "e", 1 << 20);
+    let entry = c.entry(b"module", "fp");
+    get(&c, b"module");
+    std::fs::write(&entry.artifact, b"eludoM").unwrap();
+    // A look without the lock (another workload may be replacing the entry) leaves it.
+    assert!(matches!(c.try_load(&entry, &load, false), Found::Damaged));
+    assert_eq!(std::fs::read(&entry.artifact).unwrap(), b"eludoM");
+    assert!(entry.checksum.exists());
+    // The lock holder evicts it.
+    let _lock = c.lock(&entry).unwrap();
+    assert!(matches!(c.try_load(&entry, &load, true), Found::Damaged));
+    assert!(!entry.artifact.exists() && !entry.checksum.exists());
+}
+
+#[test]
+fn a_damaged_entry_another_workload_replaces_is_a_hit() {
+    let d = tempfile::tempdir().unwrap();
+    let c = Arc::new(ModuleCache::new(d.path(), "e", 1 << 20));
+    let entry = c.entry(b"module", "fp");
+    get(&c, b"module");
+    std::fs::write(&entry.artifact, b"eludoM").unwrap();
+    // One workload holds the lock and is about to replace the damaged entry; another looks
+    // (damaged), waits for the lock, and then finds the repaired entry.
+    let lock = c.lock(&entry).unwrap();
+    let waiter = {
+        let c = c.clone();
+        std::thread::spawn(move || get(&c, b"module"))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    c.evict(&entry);
+    c.store(&entry, b"eludom").unwrap();
+    drop(lock);
+    assert_eq!(waiter.join().unwrap(), (b"eludom".to_vec(), Outcome::Hit));
+}
+
+#[test]
 fn least_recently_used_entries_go_first() {
     let d = tempfile::tempdir().unwrap();
     let c = ModuleCache::new(d.path(), "e", 25);

@@ -1,7 +1,5 @@
-//! Hostile modules that abuse the engine: each must end with a clear outcome (an exit code,
-//! the engine's reason on stderr), and leave the shim able to run the next container and
-//! nothing behind (each `ctr run` has a shim of its own: the next container runs). Run with
-//! every engine on each containerd version.
+//! Modules that abuse the engine: unbounded recursion, a start function that never returns,
+//! data segments past memory, huge tables, a memory limit below what loading needs.
 
 use std::time::Duration;
 
@@ -11,7 +9,7 @@ use wasmlet_tests::fixtures::{rootfs, wat};
 use crate::lifecycle::sigterm_stops_within_a_second;
 use crate::support::{assert_clean, engine, run_rootfs, Test};
 
-pub const TESTS: &[(&str, Test)] = &[
+pub const ENGINE: &[(&str, Test)] = &[
     (
         "hostile::unbounded_recursion_traps",
         unbounded_recursion_traps,
@@ -32,7 +30,7 @@ pub const TESTS: &[(&str, Test)] = &[
 ];
 
 /// Run fixture `name` to its end (`ctr run --rm`, with `flags`): its output.
-fn run_fixture(
+pub(super) fn run_fixture(
     ctd: &Containerd,
     id: &str,
     name: &str,
