@@ -1,4 +1,4 @@
-//! The HTTP listen address and request timeout, from the container's environment and from
+//! The HTTP listen address, request timeout and header timeout, from the container's environment and from
 //! annotations (both untrusted: a pod's author writes them). Must give a value or an error
 //! naming the setting, never panic.
 #![no_main]
@@ -18,11 +18,15 @@ fuzz_target!(|data: &[u8]| {
     let env = vec![
         (http::LISTEN_ENV.to_string(), text.to_string()),
         (http::TIMEOUT_ENV.to_string(), text.to_string()),
+        (http::HEADER_TIMEOUT_ENV.to_string(), text.to_string()),
     ];
     if let Err(e) = http::listen_address(&spec, &env) {
         assert!(e.to_string().contains(http::LISTEN_ENV), "{e}");
     }
     if let Err(e) = http::request_timeout(&spec, &env) {
         assert!(e.to_string().contains(http::TIMEOUT_ENV), "{e}");
+    }
+    if let Err(e) = http::header_timeout(&spec, &env) {
+        assert!(e.to_string().contains(http::HEADER_TIMEOUT_ENV), "{e}");
     }
 });

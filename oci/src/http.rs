@@ -5,7 +5,11 @@
 //!   `PORT` (every IPv4 address);
 //! - how long a request may take: `WASMLET_HTTP_REQUEST_TIMEOUT` (or the annotation
 //!   `wasmlet.dev/http-request-timeout`): `500ms`, `30s`, `2m`, or plain seconds; none by
-//!   default.
+//!   default;
+//! - how long a client may take to send a request's head, which also bounds how long an
+//!   idle keep-alive connection stays open: `WASMLET_HTTP_HEADER_TIMEOUT` (or the annotation
+//!   `wasmlet.dev/http-header-timeout`), in the same forms; 30 s by default. A slow or
+//!   silent client cannot hold a connection (and a descriptor) for longer.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -26,6 +30,13 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSP
 pub const TIMEOUT_ENV: &str = "WASMLET_HTTP_REQUEST_TIMEOUT";
 /// The annotation bounding a request's time.
 pub const TIMEOUT_ANNOTATION: &str = "wasmlet.dev/http-request-timeout";
+
+/// The environment variable bounding the time to a request's head.
+pub const HEADER_TIMEOUT_ENV: &str = "WASMLET_HTTP_HEADER_TIMEOUT";
+/// The annotation bounding the time to a request's head.
+pub const HEADER_TIMEOUT_ANNOTATION: &str = "wasmlet.dev/http-header-timeout";
+/// The time to a request's head when neither is set (hyper's own default).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The setting `env_key` of `env`, else annotation `annotation` of `spec`: (where, value).
 fn setting<'a>(
@@ -53,7 +64,24 @@ pub fn listen_address(spec: &Spec, env: &[(String, String)]) -> Result<SocketAdd
 
 /// The request timeout for `spec`, whose environment is `env`, if one is set.
 pub fn request_timeout(spec: &Spec, env: &[(String, String)]) -> Result<Option<Duration>> {
-    match setting(spec, env, TIMEOUT_ENV, TIMEOUT_ANNOTATION) {
+    duration_setting(spec, env, TIMEOUT_ENV, TIMEOUT_ANNOTATION)
+}
+
+/// How long a client of `spec`'s server may take to send a request's head.
+pub fn header_timeout(spec: &Spec, env: &[(String, String)]) -> Result<Duration> {
+    Ok(
+        duration_setting(spec, env, HEADER_TIMEOUT_ENV, HEADER_TIMEOUT_ANNOTATION)?
+            .unwrap_or(DEFAULT_HEADER_TIMEOUT),
+    )
+}
+
+fn duration_setting(
+    spec: &Spec,
+    env: &[(String, String)],
+    env_key: &str,
+    annotation: &str,
+) -> Result<Option<Duration>> {
+    match setting(spec, env, env_key, annotation) {
         Some((source_name, v)) => {
             parse_duration(v)
                 .map(Some)
@@ -160,6 +188,29 @@ mod tests {
             let e = request_timeout(&spec(None), &env(bad)).unwrap_err();
             assert!(e.to_string().contains(TIMEOUT_ENV), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn header_timeout_defaults_to_30_s_and_is_set_like_the_request_timeout() {
+        assert_eq!(
+            header_timeout(&spec(None), &[]).unwrap(),
+            Duration::from_secs(30)
+        );
+        let env = |v: &str| vec![(HEADER_TIMEOUT_ENV.to_string(), v.to_string())];
+        assert_eq!(
+            header_timeout(&spec(None), &env("2s")).unwrap(),
+            Duration::from_secs(2)
+        );
+        let mut annotated = Spec::default();
+        annotated.set_annotations(Some(
+            [(HEADER_TIMEOUT_ANNOTATION.to_string(), "500ms".to_string())].into(),
+        ));
+        assert_eq!(
+            header_timeout(&annotated, &[]).unwrap(),
+            Duration::from_millis(500)
+        );
+        let e = header_timeout(&spec(None), &env("soon")).unwrap_err();
+        assert!(e.to_string().contains(HEADER_TIMEOUT_ENV), "{e}");
     }
 
     #[test]

@@ -51,6 +51,13 @@ pub struct WasiPlan {
     /// How long one of its requests may take, if bounded.
     #[serde(default)]
     pub http_timeout: Option<std::time::Duration>,
+    /// How long a client may take to send a request's head (and an idle connection may stay).
+    #[serde(default = "default_header_timeout")]
+    pub http_header_timeout: std::time::Duration,
+}
+
+fn default_header_timeout() -> std::time::Duration {
+    crate::http::DEFAULT_HEADER_TIMEOUT
 }
 
 fn default_listen() -> std::net::SocketAddr {
@@ -132,6 +139,7 @@ fn plan_with(
 
     let http_listen = crate::http::listen_address(spec, &env)?;
     let http_timeout = crate::http::request_timeout(spec, &env)?;
+    let http_header_timeout = crate::http::header_timeout(spec, &env)?;
     Ok(WasiPlan {
         entrypoint,
         args,
@@ -141,6 +149,7 @@ fn plan_with(
         memory_limit: memory_limit(spec),
         http_listen,
         http_timeout,
+        http_header_timeout,
     })
 }
 

@@ -20,11 +20,12 @@ pub const TESTS: &[(&str, Test)] = &[
     ),
 ];
 
-/// The compile-cache outcome the shim logged for container `id`, once it is in the log.
+/// The compile-cache outcome the shim logged for container `id`, once it is in the log
+/// (containerd copies a shim's log into its own; under load that can lag).
 pub(crate) fn outcome(ctd: &Containerd, id: &str) -> String {
     let needle = format!("{id}: ");
     let mut found = String::new();
-    eventually(Duration::from_secs(10), || {
+    eventually(Duration::from_secs(30), || {
         found = ctd
             .log()
             .lines()

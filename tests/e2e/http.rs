@@ -31,6 +31,10 @@ pub const TESTS: &[(&str, Test)] = &[
         busy_listen_address,
     ),
     ("http::bad_listen_address_fails_create", bad_listen_address),
+    (
+        "http::slow_idle_crowding_and_oversized_clients_are_cut_off",
+        hostile_clients,
+    ),
 ];
 
 /// A rootfs with the `http-hello` example at `/http.wasm`.
@@ -295,4 +299,83 @@ fn bad_listen_address(ctd: &Containerd) {
     );
     let _ = ctd.ctr(ns(ctd), &["container", "rm", "http-bad"]);
     assert_clean(ctd, "http-bad");
+}
+
+/// Whether the server closes `stream` within 5 s (it may answer first, e.g. 408).
+fn closed_by_server(mut stream: std::net::TcpStream) -> bool {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+/// Clients that would hold the server's connections (`WASMLET_HTTP_HEADER_TIMEOUT=1s`): a
+/// slowloris (a request head never finished), a silent connection and an idle keep-alive
+/// one are each closed after the timeout; 1100 silent connections, past the container's
+/// 1024 descriptors, keep no one out once they time out; a head of 200 headers is refused
+/// with 431.
+fn hostile_clients(ctd: &Containerd) {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let env = ["WASMLET_HTTP_HEADER_TIMEOUT=1s"];
+    let Some((_dir, addr)) = serving(ctd, "http-hostile", "67108864", &env) else {
+        return;
+    };
+    // This process holds 1100 connections and more: raise its own descriptor limit.
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard.max(4096), hard.max(4096)).unwrap();
+
+    let mut slowloris = TcpStream::connect(addr).unwrap();
+    slowloris
+        .write_all(b"GET / HTTP/1.1\r\nHost: wasmlet.test\r\n")
+        .unwrap();
+    let silent = TcpStream::connect(addr).unwrap();
+    let mut idle = wasmlet_tests::http::Client::connect(addr).unwrap();
+    assert_eq!(idle.request("GET", "/", b"").unwrap().status, 200);
+    assert!(
+        closed_by_server(slowloris),
+        "a slowloris client kept its connection"
+    );
+    assert!(
+        closed_by_server(silent),
+        "a silent client kept its connection"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        idle.request("GET", "/", b"").is_err(),
+        "an idle keep-alive connection outlived the header timeout"
+    );
+
+    let crowd: Vec<TcpStream> = (0..1100)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let served = eventually(Duration::from_secs(15), || {
+        request(addr, "GET", "/", b"").is_ok_and(|r| r.status == 200)
+    });
+    assert!(served, "1100 silent connections kept a client out");
+    drop(crowd);
+
+    let mut big = TcpStream::connect(addr).unwrap();
+    let mut head = String::from("GET / HTTP/1.1\r\nHost: wasmlet.test\r\n");
+    for i in 0..200 {
+        head.push_str(&format!("X-Header-{i}: v\r\n"));
+    }
+    head.push_str("\r\n");
+    big.write_all(head.as_bytes()).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = Vec::new();
+    let _ = big.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer:?}");
+    assert_eq!(request(addr, "GET", "/", b"").unwrap().status, 200);
+    stop_gracefully(ctd, "http-hostile");
 }

@@ -168,6 +168,23 @@ impl Cgroup {
         ))
     }
 
+    /// Whether the container is frozen (paused) now. `false` when the state cannot be read.
+    pub fn frozen(&self) -> bool {
+        let file = if self.v2 {
+            libcgroups::v2::util::get_unified_mount_point()
+                .ok()
+                .map(|m| m.join(self.rel()).join("cgroup.freeze"))
+        } else {
+            libcgroups::v1::util::get_subsystem_mount_point(
+                &libcgroups::v1::ControllerType::Freezer,
+            )
+            .ok()
+            .map(|m| m.join(self.rel()).join("freezer.state"))
+        };
+        file.and_then(|f| std::fs::read_to_string(f).ok())
+            .is_some_and(|state| matches!(state.trim(), "1" | "FROZEN" | "FREEZING"))
+    }
+
     /// Every process in the container.
     pub fn pids(&self) -> Result<Vec<u32>> {
         let mut pids: Vec<u32> = self

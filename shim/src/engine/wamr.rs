@@ -412,6 +412,7 @@ mod tests {
             memory_limit: None,
             http_listen: wasmlet_oci::http::DEFAULT_LISTEN,
             http_timeout: None,
+            http_header_timeout: wasmlet_oci::http::DEFAULT_HEADER_TIMEOUT,
         }
     }
 

@@ -66,8 +66,10 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
     Ok(listener)
 }
 
-/// Serve `listener` with `handler` until SIGTERM or SIGINT; the exit code.
-pub fn serve<H: Handler>(listener: TcpListener, handler: H) -> i32 {
+/// Serve `listener` with `handler` until SIGTERM or SIGINT; the exit code. A client that
+/// has not sent a whole request head within `header_timeout` (a slow client, or an idle
+/// keep-alive connection) is disconnected.
+pub fn serve<H: Handler>(listener: TcpListener, handler: H, header_timeout: Duration) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -78,10 +80,14 @@ pub fn serve<H: Handler>(listener: TcpListener, handler: H) -> i32 {
             return 1;
         }
     };
-    runtime.block_on(accept_loop(listener, Arc::new(handler)))
+    runtime.block_on(accept_loop(listener, Arc::new(handler), header_timeout))
 }
 
-async fn accept_loop<H: Handler>(listener: TcpListener, handler: Arc<H>) -> i32 {
+async fn accept_loop<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    header_timeout: Duration,
+) -> i32 {
     use tokio::signal::unix::{signal, SignalKind};
     // The workload's default handlers end it at once; a server drains instead.
     crate::sys::default_disposition(&[libc::SIGTERM, libc::SIGINT]);
@@ -117,7 +123,8 @@ async fn accept_loop<H: Handler>(listener: TcpListener, handler: Arc<H>) -> i32 
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(stream, handler.clone(), slots.clone(), stopped.clone()));
+                    let conn = connection(stream, handler.clone(), slots.clone(), stopped.clone(), header_timeout);
+                    connections.spawn(conn);
                 }
                 Err(e) => {
                     // Out of descriptors or memory: wait for connections to close.
@@ -138,6 +145,7 @@ async fn connection<H: Handler>(
     handler: Arc<H>,
     slots: Arc<tokio::sync::Semaphore>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
+    header_timeout: Duration,
 ) {
     let service = hyper::service::service_fn(move |req| {
         let handler = handler.clone();
@@ -157,6 +165,8 @@ async fn connection<H: Handler>(
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {

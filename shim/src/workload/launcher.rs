@@ -219,12 +219,29 @@ impl Instance for ProcessInstance {
     }
 
     fn signal(&self, signal: i32, all: bool) -> Result<()> {
-        let mut targets = vec![self.control.pid];
-        if all {
-            targets.extend(self.cgroup.pids().unwrap_or_default());
-            targets.dedup();
+        if !all {
+            return signal_pids(vec![self.control.pid], signal);
         }
-        signal_pids(targets, signal)
+        // The cgroup is frozen while its processes are listed and signalled, as runc does:
+        // a process that forks (a fork bomb) would otherwise add children after the listing
+        // that the signal never reaches. A paused container stays paused.
+        let thaw = !self.cgroup.frozen()
+            && match self.cgroup.freeze(true) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn!("signalling every process unfrozen: {e}");
+                    false
+                }
+            };
+        let mut targets = vec![self.control.pid];
+        targets.extend(self.cgroup.pids().unwrap_or_default());
+        let sent = signal_pids(targets, signal);
+        if thaw {
+            if let Err(e) = self.cgroup.freeze(false) {
+                log::warn!("thawing after the signal: {e}");
+            }
+        }
+        sent
     }
 
     fn close_stdin(&self) {

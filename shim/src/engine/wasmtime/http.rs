@@ -75,7 +75,12 @@ pub(super) fn serve(handler: ProxyHandler, listener: TcpListener) -> Exit {
         std::thread::sleep(YIELD_EVERY);
         engine.increment_epoch();
     });
-    Exit::code(crate::http::server::serve(listener, handler))
+    let header_timeout = handler.plan.http_header_timeout;
+    Exit::code(crate::http::server::serve(
+        listener,
+        handler,
+        header_timeout,
+    ))
 }
 
 impl WasiHttpView for P2Ctx {
