@@ -32,8 +32,19 @@ pub fn main<E: Engine>(runtime_id: &str) {
             // this mask), SIGPIPE is never delivered; the write just fails with EPIPE.
             // Workload processes start with an empty mask (std's spawn resets it).
             crate::sys::block_signals(&[libc::SIGPIPE]);
+            // The daemon (neither `start` nor `delete`) logs one write per record (see
+            // [`super::fifo_log`]); containerd-shim's logger is left unset.
+            let args: Vec<_> = std::env::args_os().skip(1).collect();
+            let daemon = containerd_shim::parse(&args).is_ok_and(|f| f.action.is_empty());
+            if daemon {
+                let debug = containerd_shim::parse(&args).is_ok_and(|f| f.debug);
+                if let Err(e) = super::fifo_log::init(debug, log::LevelFilter::Warn) {
+                    eprintln!("{runtime_id}: cannot open the log FIFO: {e}");
+                }
+            }
             let config = containerd_shim::Config {
                 default_log_level: "warn".to_string(),
+                no_setup_logger: daemon,
                 ..Default::default()
             };
             containerd_shim::run::<WasmletShim>(runtime_id, Some(config));

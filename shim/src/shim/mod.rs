@@ -12,6 +12,7 @@ use containerd_shim::synchronous::util::write_address;
 use containerd_shim::{ExitSignal, Flags, StartOpts};
 
 pub mod cli;
+mod fifo_log;
 pub mod info;
 
 use crate::image::cache::ModuleCache;
