@@ -157,18 +157,23 @@ fn sigterm_stops_a_busy_module(ctd: &Containerd) {
 pub(crate) fn sigterm_stops_within_a_second(ctd: &Containerd, name: &str, settle: Duration) {
     let (_dir, _pid) = start_detached(ctd, name, name);
     std::thread::sleep(settle);
-    ctd.ctr(ns(ctd), &["task", "kill", name])
-        .ok("ctr task kill");
+    assert_sigterm_stops_within_a_second(ctd, name);
+}
+
+/// SIGTERM running task `id`: it must be stopped within a second, exit 143, and leave
+/// nothing behind.
+pub(crate) fn assert_sigterm_stops_within_a_second(ctd: &Containerd, id: &str) {
+    ctd.ctr(ns(ctd), &["task", "kill", id]).ok("ctr task kill");
     let stopped = eventually(Duration::from_secs(1), || {
-        task_status(ctd, name).is_some_and(|(s, _)| s == "STOPPED")
+        task_status(ctd, id).is_some_and(|(s, _)| s == "STOPPED")
     });
     assert!(
         stopped,
         "{}: still {:?} 1 s after SIGTERM",
         crate::support::engine(ctd).name,
-        task_status(ctd, name)
+        task_status(ctd, id)
     );
-    remove(ctd, name, 143);
+    remove(ctd, id, 143);
 }
 
 fn sigkill_all_exits_137(ctd: &Containerd) {

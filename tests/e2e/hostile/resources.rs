@@ -11,7 +11,9 @@ use wasmlet_tests::fixtures::{rootfs, wat};
 
 use super::engine::run_fixture;
 use crate::isolation::{busybox_rootfs, cgroup_v1, default_spec};
-use crate::lifecycle::{remove, start_detached, task_status, wait_stopped};
+use crate::lifecycle::{
+    assert_sigterm_stops_within_a_second, remove, start_detached, task_status, wait_stopped,
+};
 use crate::support::{assert_clean, engine, ns, rt, run_rootfs, Test};
 
 pub const RESOURCES: &[(&str, Test)] = &[
@@ -182,16 +184,7 @@ fn flooded_stdio_with_nobody_reading_blocks_the_writer(ctd: &Containerd) {
         task_status(ctd, id).map(|s| s.0).as_deref(),
         Some("RUNNING")
     );
-    ctd.ctr(ns(ctd), &["task", "kill", id]).ok("ctr task kill");
-    let stopped = eventually(Duration::from_secs(1), || {
-        task_status(ctd, id).is_some_and(|(s, _)| s == "STOPPED")
-    });
-    assert!(
-        stopped,
-        "{engine}: still {:?} 1 s after SIGTERM",
-        task_status(ctd, id)
-    );
-    remove(ctd, id, 143);
+    assert_sigterm_stops_within_a_second(ctd, id);
 }
 
 /// Eight arguments and one environment variable of 128000 bytes each (one argument may
