@@ -69,13 +69,24 @@ pub(crate) fn cgroup_v1() -> bool {
     Path::new("/sys/fs/cgroup/memory").is_dir()
 }
 
+/// File `name` of cgroup `rel` (below the hierarchy root) in `controller`'s v1 hierarchy,
+/// or in the unified one on a v2 host.
+pub(crate) fn controller_file(controller: &str, rel: &str, name: &str) -> String {
+    if cgroup_v1() {
+        format!("/sys/fs/cgroup/{controller}/{rel}/{name}")
+    } else {
+        format!("/sys/fs/cgroup/{rel}/{name}")
+    }
+}
+
 /// The memory limit file of a cgroup, `rel` below the hierarchy root.
 pub(crate) fn memory_limit_file(rel: &str) -> String {
-    if cgroup_v1() {
-        format!("/sys/fs/cgroup/memory/{rel}/memory.limit_in_bytes")
+    let name = if cgroup_v1() {
+        "memory.limit_in_bytes"
     } else {
-        format!("/sys/fs/cgroup/{rel}/memory.max")
-    }
+        "memory.max"
+    };
+    controller_file("memory", rel, name)
 }
 
 /// `ctr run -d` of `args` in `dir` with stdout to `log`.

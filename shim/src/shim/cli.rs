@@ -35,9 +35,10 @@ pub fn main<E: Engine>(runtime_id: &str) {
             // The daemon (neither `start` nor `delete`) logs one write per record (see
             // [`super::fifo_log`]); containerd-shim's logger is left unset.
             let args: Vec<_> = std::env::args_os().skip(1).collect();
-            let daemon = containerd_shim::parse(&args).is_ok_and(|f| f.action.is_empty());
+            let flags = containerd_shim::parse(&args).ok();
+            let daemon = flags.as_ref().is_some_and(|f| f.action.is_empty());
             if daemon {
-                let debug = containerd_shim::parse(&args).is_ok_and(|f| f.debug);
+                let debug = flags.as_ref().is_some_and(|f| f.debug);
                 if let Err(e) = super::fifo_log::init(debug, log::LevelFilter::Warn) {
                     eprintln!("{runtime_id}: cannot open the log FIFO: {e}");
                 }

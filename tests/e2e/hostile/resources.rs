@@ -10,7 +10,7 @@ use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{rootfs, wat};
 
 use super::engine::run_fixture;
-use crate::isolation::{busybox_rootfs, cgroup_v1, default_spec};
+use crate::isolation::{busybox_rootfs, controller_file, default_spec};
 use crate::lifecycle::{
     assert_sigterm_stops_within_a_second, remove, start_detached, task_status, wait_stopped,
 };
@@ -37,12 +37,7 @@ pub const RESOURCES: &[(&str, Test)] = &[
 
 /// A pids controller file of the container's cgroup (`/<namespace>/<id>`).
 fn pids_file(ctd: &Containerd, id: &str, name: &str) -> String {
-    let ns = ns(ctd);
-    if cgroup_v1() {
-        format!("/sys/fs/cgroup/pids/{ns}/{id}/{name}")
-    } else {
-        format!("/sys/fs/cgroup/{ns}/{id}/{name}")
-    }
+    controller_file("pids", &format!("{}/{id}", ns(ctd)), name)
 }
 
 /// A shell that forks without end (`b() { b & b & }`) under `pids.max` 64: the cgroup
