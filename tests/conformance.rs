@@ -127,6 +127,20 @@ fn conformance(mut opts: Options, handler: &str) -> Result<(), String> {
     };
     let ours = critest::run_suite(&ctd, handler, &dir, SUITE_TIMEOUT, skip)?;
     summary(handler, &ours);
+    // 2.x's CRI offers user namespaces to a handler whose features list them with idmapped
+    // mounts: critest then runs its UserNamespaces tests, which must not be skipped.
+    if flavour.config_version >= 3 {
+        let userns: Vec<(&String, &Outcome)> = ours
+            .tests
+            .iter()
+            .filter(|(name, _)| name.contains("UserNamespaces"))
+            .collect();
+        if userns.is_empty() || userns.iter().any(|(_, o)| **o == Outcome::Skipped) {
+            return Err(format!(
+                "critest's UserNamespaces tests did not all run: {userns:?}"
+            ));
+        }
+    }
     let baseline = std::env::var("WASMLET_CRITEST_BASELINE").is_ok_and(|v| v == "1");
     let expected: BTreeMap<String, String> = if baseline {
         let runc = critest::run_suite(&ctd, "runc", &dir, SUITE_TIMEOUT, &[])?;

@@ -1,9 +1,10 @@
 //! Every `unsafe` block of the shim outside the engine files lives here, each with its
 //! `SAFETY:` argument: the pre-exec hook of the workload process, the adoption of its
 //! control socket, the fork into the container's init, exiting without exit handlers,
-//! recursive mount attributes, terminal ioctls, and signal dispositions and masks.
+//! recursive mount attributes, detached and idmapped mounts, the holder of a new user
+//! namespace, terminal ioctls, and signal dispositions and masks.
 
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -92,10 +93,7 @@ struct MountAttr {
 /// Set and clear `MOUNT_ATTR_*` bits on the mount at `path` and every mount below it
 /// (mount_setattr(2) with `AT_RECURSIVE`, Linux 5.12).
 pub fn mount_setattr_recursive(path: &std::path::Path, set: u64, clear: u64) -> nix::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    let path =
-        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| nix::Error::EINVAL)?;
+    let path = c_path(path)?;
     let attr = MountAttr {
         attr_set: set,
         attr_clr: clear,
@@ -119,6 +117,139 @@ pub fn mount_setattr_recursive(path: &std::path::Path, set: u64, clear: u64) -> 
     } else {
         Ok(())
     }
+}
+
+/// `MOUNT_ATTR_IDMAP` (linux/mount.h).
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+fn c_path(path: &std::path::Path) -> nix::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| nix::Error::EINVAL)
+}
+
+/// A detached copy of the mount at `path` (open_tree(2) with `OPEN_TREE_CLONE`, Linux
+/// 5.2), with the mounts below it when `recursive`. It is unmounted when the descriptor
+/// closes, unless [`attach_tree`] mounted it somewhere.
+pub fn clone_tree(path: &std::path::Path, recursive: bool) -> nix::Result<std::os::fd::OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let path = c_path(path)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: `path` is a NUL-terminated string alive for the call; the kernel only reads it.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(nix::Error::last());
+    }
+    // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Map the detached mount `tree` (and, when `recursive`, every mount below it) through the
+/// user namespace `userns` (mount_setattr(2) with `MOUNT_ATTR_IDMAP`, Linux 5.12): a file
+/// owned by id N on disk shows as the id N maps to.
+pub fn idmap_tree(tree: &impl AsRawFd, userns: &impl AsRawFd, recursive: bool) -> nix::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let empty = c"";
+    // SAFETY: `empty` is a NUL-terminated string and `attr` a mount_attr of the size passed,
+    // both alive for the call; the kernel only reads them. The descriptors are open.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 },
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        Err(nix::Error::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Mount the detached tree `tree` at `target` (move_mount(2), Linux 5.2).
+pub fn attach_tree(tree: &impl AsRawFd, target: &std::path::Path) -> nix::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let target = c_path(target)?;
+    let empty = c"";
+    // SAFETY: both strings are NUL-terminated and alive for the call; the kernel only reads
+    // them. The descriptor is open.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        Err(nix::Error::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// A child process in a new user namespace of its own (no mappings yet), which does
+/// nothing until `release` is closed, then exits. Its pid names the namespace in `/proc`.
+pub struct UsernsHolder {
+    pub pid: libc::pid_t,
+    pub release: std::os::fd::OwnedFd,
+}
+
+/// Start a [`UsernsHolder`]. Safe in a multi-threaded process (the shim): the child only
+/// makes raw system calls.
+pub fn hold_new_userns() -> std::io::Result<UsernsHolder> {
+    let (wait, release) = nix::unistd::pipe()?;
+    let (wait_fd, release_fd) = (wait.as_raw_fd(), release.as_raw_fd());
+    // SAFETY: a clone without CLONE_VM and without a new stack is a fork: the child gets a
+    // copy of this thread's stack and memory. It then makes only raw system calls (close,
+    // read, _exit), which take no lock and allocate nothing, so the other threads' locks it
+    // inherited held do not matter.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == 0 {
+        // SAFETY: raw system calls on descriptors this child inherited; see above.
+        unsafe {
+            libc::close(release_fd);
+            let mut byte = 0u8;
+            loop {
+                let n = libc::read(wait_fd, (&mut byte as *mut u8).cast(), 1);
+                if n < 0 && *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                break;
+            }
+            libc::_exit(0);
+        }
+    }
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    drop(wait);
+    Ok(UsernsHolder {
+        pid: pid as libc::pid_t,
+        release,
+    })
 }
 
 /// Make the terminal open on `tty` the calling process's controlling terminal (it must lead

@@ -43,7 +43,12 @@ fn runtime_info(ctd: &Containerd) {
     };
     assert!(has(&doc["mountOptions"], "rro"), "{doc}");
     assert!(has(&doc["linux"]["namespaces"], "pid"), "{doc}");
-    assert!(!has(&doc["linux"]["namespaces"], "user"), "{doc}");
+    // containerd's CRI offers user namespaces to kubelet with both of these.
+    assert!(has(&doc["linux"]["namespaces"], "user"), "{doc}");
+    assert_eq!(
+        doc["linux"]["mountExtensions"]["idmap"]["enabled"], true,
+        "{doc}"
+    );
     assert!(has(&doc["linux"]["capabilities"], "CAP_NET_ADMIN"), "{doc}");
     assert!(
         has(&doc["linux"]["seccomp"]["archs"], "SCMP_ARCH_X86_64"),

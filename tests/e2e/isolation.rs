@@ -215,6 +215,34 @@ pub(crate) fn run_spec(
     )
 }
 
+/// `ctr run -d --config <spec>` with stdout and stderr to `log`.
+pub(crate) fn run_detached_config(
+    ctd: &Containerd,
+    id: &str,
+    spec: &serde_json::Value,
+    log: &Path,
+) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(spec).unwrap()).unwrap();
+    let config = file.path().to_string_lossy().into_owned();
+    let uri = format!("file://{}", log.display());
+    ctd.ctr(
+        ns(ctd),
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            rt(ctd),
+            "--log-uri",
+            &uri,
+            "--config",
+            &config,
+            id,
+        ],
+    )
+    .ok("ctr run -d --config");
+}
+
 fn spec_attributes(ctd: &Containerd) {
     let dir = busybox_rootfs(&[]);
     let pids = if cgroup_v1() {
@@ -322,7 +350,7 @@ fn bad_specs(ctd: &Containerd) {
         .as_array_mut()
         .unwrap()
         .push(serde_json::json!({"type": "user"}));
-    refused("bad-userns", &spec, "new user namespaces");
+    refused("bad-userns", &spec, "a new user namespace needs mappings");
     let mut spec = default_spec(ctd, "bad-mount", dir.path(), &["/bin/true"]);
     spec["mounts"]
         .as_array_mut()

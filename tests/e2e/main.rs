@@ -26,10 +26,13 @@ mod restart;
 mod run;
 mod support;
 mod terminal;
+mod userns;
 
 use libtest_mimic::{Arguments, Trial};
 
 fn main() {
+    // In a container, this binary may be the hostile program a test runs.
+    hostile::thread_bomb_if_asked();
     let args = Arguments::from_args();
     let base = wasmlet_tests::containerd::Options::from_env();
     let mut trials = Vec::new();
@@ -61,9 +64,11 @@ fn main() {
                 .chain(restart::TESTS)
                 .chain(pod_lifecycle::TESTS)
                 .chain(terminal::TESTS)
+                .chain(userns::TESTS)
                 .chain(hostile::ENGINE)
                 .chain(hostile::FILESYSTEM)
                 .chain(hostile::RESOURCES)
+                .chain(hostile::THREADS)
             {
                 // Every end-to-end test needs root (containerd, mounts, namespaces, cgroups):
                 // libtest shows the kind as `[root]` before the name.

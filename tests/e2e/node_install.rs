@@ -151,8 +151,8 @@ fn installer_edits_the_default_config(like: &Containerd) {
     let installed = std::fs::read_to_string(&config).unwrap();
     restart(&ctd);
     let expected = if ctd.flavour.config_version >= 3 {
-        // The shim's -info: recursive read-only mounts, no user namespaces (yet).
-        "io.containerd.wasmtime.v1 rro=true userns=false"
+        // The shim's -info: recursive read-only mounts and user namespaces.
+        "io.containerd.wasmtime.v1 rro=true userns=true"
     } else {
         "io.containerd.wasmtime.v1"
     };

@@ -206,6 +206,13 @@ impl Containerd {
             .tempdir_in("/tmp")
             .map_err(|e| format!("creating containerd dir: {e}"))?;
         let dir = tmp.path().to_path_buf();
+        // Traversable by anyone, as containerd makes /run/containerd and /var/lib/containerd
+        // (0711): a container in a user namespace reaches its rootfs as an unprivileged uid.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| format!("opening up containerd dir: {e}"))?;
+        }
         let address = dir.join("containerd.sock");
         let cache_dir = dir.join("cache");
         std::fs::write(dir.join("config.toml"), make_config(&dir, &address)?)

@@ -1,5 +1,6 @@
 //! Linux isolation of every workload, done by the workload process itself between receiving
-//! its request and reporting ready: namespaces (new, and joined by path), the rootfs with
+//! its request and reporting ready: namespaces (new, and joined by path; a new user
+//! namespace with the spec's mappings, and id-mapped bind mounts), the rootfs with
 //! the spec's mounts and devices behind pivot_root, masked and read-only paths, hostname,
 //! sysctls, oom_score_adj, rlimits, user and groups, capabilities, no_new_privileges and
 //! seccomp; or, for Exec, joining the namespaces of a running container. The cgroup is the
@@ -15,6 +16,7 @@ pub mod options;
 mod process;
 mod rootfs;
 pub mod seccomp;
+pub mod userns;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -55,11 +57,16 @@ pub fn wants_terminal(spec: &Spec) -> bool {
         .unwrap_or(false)
 }
 
-/// In the container's init: build its filesystem at `rootfs` and pivot into it, set the
+/// In the container's init: become the root of its user namespace if it has one,
+/// build its filesystem at `rootfs` and pivot into it, set the
 /// system attributes (sysctls before `/proc/sys` turns read-only), make its terminal if the
 /// spec asks for one (returning the master for the shim), mask and protect paths, then drop
 /// privileges as the spec says.
 pub fn setup(spec: &Spec, rootfs: &Path, entered: &Entered) -> Result<Option<OwnedFd>> {
+    process::oom_score_adj(spec)?;
+    if entered.in_userns {
+        userns::become_root()?;
+    }
     rootfs::setup(spec, rootfs, entered)?;
     process::system(spec, entered)?;
     let console = wants_terminal(spec)

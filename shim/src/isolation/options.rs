@@ -23,6 +23,8 @@ pub struct MountOptions {
     /// Recursive attributes (`rro`, `rnosuid`...): `MOUNT_ATTR_*` bits set and cleared on
     /// the mount and every mount below it, with mount_setattr(2).
     pub recursive: RecursiveAttrs,
+    /// `idmap` (false) or `ridmap` (true): how far the mount's `uidMappings` reach.
+    pub idmap_recursive: Option<bool>,
 }
 
 /// `MOUNT_ATTR_*` bits for mount_setattr(2) with `AT_RECURSIVE`.
@@ -114,7 +116,7 @@ pub static KNOWN_MOUNT_OPTIONS: std::sync::LazyLock<Vec<&'static str>> =
         FLAGS
             .iter()
             .copied()
-            .chain(["rbind"])
+            .chain(["rbind", "idmap", "ridmap"])
             .chain(PROPAGATION.iter().map(|(name, _)| *name))
             .chain(RECURSIVE.iter().map(|(name, _, _)| *name))
             .collect()
@@ -128,6 +130,7 @@ impl Default for MountOptions {
             data: String::new(),
             bind: false,
             recursive: RecursiveAttrs::default(),
+            idmap_recursive: None,
         }
     }
 }
@@ -172,6 +175,10 @@ impl MountOptions {
                     out.bind = true;
                     (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
                 }
+                "idmap" | "ridmap" => {
+                    out.idmap_recursive = Some(opt == "ridmap");
+                    continue;
+                }
                 other => {
                     if let Some(p) = propagation(other) {
                         out.propagation |= p;
@@ -208,6 +215,15 @@ impl MountOptions {
                 | MsFlags::MS_RELATIME
                 | MsFlags::MS_STRICTATIME
                 | MS_NOSYMFOLLOW)
+    }
+}
+
+impl MountOptions {
+    /// Whether the id mapping of a bind mount reaches the mounts below it: as `ridmap` or
+    /// `idmap` say, else as the bind does (`rbind`).
+    pub fn idmap_is_recursive(&self) -> bool {
+        self.idmap_recursive
+            .unwrap_or(self.flags.contains(MsFlags::MS_REC))
     }
 }
 
@@ -329,6 +345,15 @@ mod tests {
     fn opts(typ: &str, o: &[&str]) -> MountOptions {
         let o: Vec<String> = o.iter().map(|s| s.to_string()).collect();
         MountOptions::parse(Some(typ), &o)
+    }
+
+    #[test]
+    fn idmap_options_say_how_far_the_mapping_reaches() {
+        assert!(!opts("bind", &["rbind", "idmap"]).idmap_is_recursive());
+        assert!(opts("bind", &["bind", "ridmap"]).idmap_is_recursive());
+        assert!(opts("bind", &["rbind"]).idmap_is_recursive());
+        assert!(!opts("bind", &["bind"]).idmap_is_recursive());
+        assert_eq!(opts("bind", &["rbind", "ridmap"]).data, "");
     }
 
     #[test]

@@ -16,7 +16,28 @@ use super::options::rlimit_resource;
 use super::{failed, seccomp};
 use crate::error::{Error, Result};
 
-/// Hostname, domainname, sysctls and oom_score_adj: things set while still fully privileged.
+/// The process's oom_score_adj: set first, while its `/proc/self` files are still its own
+/// (becoming a user namespace's root makes the process non-dumpable, and they turn the
+/// host root's).
+pub fn oom_score_adj(spec: &Spec) -> Result<()> {
+    let process = spec.process().as_ref();
+    if let Some(score) = process.and_then(|p| p.oom_score_adj()) {
+        if let Err(e) = std::fs::write("/proc/self/oom_score_adj", score.to_string()) {
+            // Lowering the score needs CAP_SYS_RESOURCE, which some hosts do not grant even to
+            // root (containerd's restrict_oom_score_adj exists for them): keep going.
+            if score < 0 && matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
+                log::warn!(
+                    "cannot lower oom_score_adj to {score} ({e}); keeping the inherited score"
+                );
+            } else {
+                return Err(Error::io("writing", "/proc/self/oom_score_adj")(e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hostname, domainname and sysctls: things set while still fully privileged.
 pub fn system(spec: &Spec, entered: &Entered) -> Result<()> {
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !entered.uts {
@@ -41,20 +62,6 @@ pub fn system(spec: &Spec, entered: &Entered) -> Result<()> {
     {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         std::fs::write(&path, value).map_err(Error::io("setting sysctl", &path))?;
-    }
-    let process = spec.process().as_ref();
-    if let Some(score) = process.and_then(|p| p.oom_score_adj()) {
-        if let Err(e) = std::fs::write("/proc/self/oom_score_adj", score.to_string()) {
-            // Lowering the score needs CAP_SYS_RESOURCE, which some hosts do not grant even to
-            // root (containerd's restrict_oom_score_adj exists for them): keep going.
-            if score < 0 && matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
-                log::warn!(
-                    "cannot lower oom_score_adj to {score} ({e}); keeping the inherited score"
-                );
-            } else {
-                return Err(Error::io("writing", "/proc/self/oom_score_adj")(e));
-            }
-        }
     }
     Ok(())
 }

@@ -36,8 +36,13 @@ pub fn setup(spec: &Spec, rootfs: &Path, entered: &Entered) -> Result<()> {
 
     let mounts = spec.mounts().clone().unwrap_or_default();
     let mut own_dev = false;
-    for m in &mounts {
-        mount_one(rootfs, m, entered)?;
+    for (i, m) in mounts.iter().enumerate() {
+        let detached = entered
+            .detached
+            .iter()
+            .find(|(at, _)| *at == i)
+            .map(|(_, tree)| tree);
+        mount_one(rootfs, m, entered, detached)?;
         let dest = m.destination().to_string_lossy();
         if dest.trim_end_matches('/') == "/dev" {
             own_dev = !MountOptions::parse(
@@ -96,7 +101,12 @@ fn make_private(rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-fn mount_one(rootfs: &Path, m: &Mount, entered: &Entered) -> Result<()> {
+fn mount_one(
+    rootfs: &Path,
+    m: &Mount,
+    entered: &Entered,
+    detached: Option<&std::os::fd::OwnedFd>,
+) -> Result<()> {
     let destination = m.destination().to_string_lossy().into_owned();
     if !destination.starts_with('/') || destination == "/" {
         return Err(Error::SpecInvalid {
@@ -115,18 +125,28 @@ fn mount_one(rootfs: &Path, m: &Mount, entered: &Entered) -> Result<()> {
             field: "mounts".into(),
             message: format!("bind mount at {destination} has no source"),
         })?;
-        let meta = fs::metadata(source).map_err(|_| wasmlet_oci::Error::MountSourceMissing {
-            destination: destination.clone(),
-            source_path: source.clone(),
-        })?;
-        create_target(&dest, meta.is_dir())?;
-        mount(
-            Some(source.as_path()),
-            &dest,
-            None::<&str>,
-            opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
-            None::<&str>,
-        )
+        let is_dir = match detached {
+            Some(tree) => nix::sys::stat::fstat(tree)
+                .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                .map_err(failed("inspecting the cloned mount of", source))?,
+            None => fs::metadata(source)
+                .map_err(|_| wasmlet_oci::Error::MountSourceMissing {
+                    destination: destination.clone(),
+                    source_path: source.clone(),
+                })?
+                .is_dir(),
+        };
+        create_target(&dest, is_dir)?;
+        match detached {
+            Some(tree) => crate::sys::attach_tree(tree, &dest),
+            None => mount(
+                Some(source.as_path()),
+                &dest,
+                None::<&str>,
+                opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+                None::<&str>,
+            ),
+        }
         .map_err(failed("bind-mounting", &destination))?;
         let extra = opts.remount_flags();
         if !extra.is_empty() {

@@ -91,8 +91,9 @@ pub fn runtime_info(runtime_id: &str, engine: &str, options: &[u8]) -> Result<Ru
 /// The OCI runtime features wasmlet implements.
 pub fn features(engine: &str) -> Features {
     let mut linux = LinuxFeature::default();
-    // New user namespaces are refused (joining one by path works).
+    // Every type, new or joined by path; a new user namespace with the spec's mappings.
     linux.set_namespaces(Some(vec![
+        LinuxNamespaceType::User,
         LinuxNamespaceType::Cgroup,
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Mount,
@@ -136,8 +137,9 @@ pub fn features(engine: &str) -> Features {
     let mut off = IntelRdt::default();
     off.set_enabled(Some(false));
     linux.set_intel_rdt(Some(off));
+    // Bind mounts with uidMappings/gidMappings, and the snapshotter's uidmap=/gidmap= layers.
     let mut idmap = IDMap::default();
-    idmap.set_enabled(Some(false));
+    idmap.set_enabled(Some(true));
     let mut ext = MountExtensions::default();
     ext.set_idmap(Some(idmap));
     linux.set_mount_extensions(Some(ext));
@@ -242,11 +244,10 @@ mod tests {
         }
         let namespaces = doc["linux"]["namespaces"].as_array().unwrap();
         assert!(namespaces.contains(&"pid".into()) && namespaces.contains(&"network".into()));
-        assert!(
-            !namespaces.contains(&"user".into()),
-            "new user namespaces are refused"
-        );
-        assert_eq!(doc["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+        assert!(namespaces.contains(&"user".into()), "{namespaces:?}");
+        // containerd's CRI offers user namespaces only with both (supportsCRIUserns).
+        assert_eq!(doc["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+        assert!(mount_options.contains(&"ridmap"), "{mount_options:?}");
         assert!(doc["linux"]["capabilities"]
             .as_array()
             .unwrap()

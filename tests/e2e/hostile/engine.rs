@@ -1,5 +1,6 @@
 //! Modules that abuse the engine: unbounded recursion, a start function that never returns,
-//! data segments past memory, huge tables, a memory limit below what loading needs.
+//! data segments past memory, huge tables, a memory limit below what loading needs, a
+//! module of 50 MB.
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub const ENGINE: &[(&str, Test)] = &[
         "hostile::memory_limit_below_loading_is_reported",
         memory_limit_below_loading_is_reported,
     ),
+    ("hostile::module_of_50_mb", module_of_50_mb),
 ];
 
 /// Run fixture `name` to its end (`ctr run --rm`, with `flags`): its output.
@@ -119,4 +121,55 @@ fn memory_limit_below_loading_is_reported(ctd: &Containerd) {
             "{engine}: {out:?}"
         ),
     }
+}
+
+/// A module of about `bytes` bytes (one data segment of filler) that prints "big".
+fn big_module(bytes: usize) -> Vec<u8> {
+    let pages = bytes / 65536 + 2;
+    let text = format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") {pages})
+  (data (i32.const 0) "\08\00\00\00\04\00\00\00big\n")
+  (data (i32.const 65536) "{filler}")
+  (func (export "_start")
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 100)))))"#,
+        filler = "a".repeat(bytes)
+    );
+    wat::parse_str(&text).expect("the big module")
+}
+
+/// A 50 MB module runs, twice (the second start from the compile cache where the engine
+/// has one); under a 32 MiB memory limit, below what holding it takes, the create fails
+/// saying the limit killed the workload while loading (every engine), and the next
+/// container runs.
+fn module_of_50_mb(ctd: &Containerd) {
+    let engine = engine(ctd).name;
+    let dir = rootfs(&[("/big.wasm", big_module(50 << 20))]);
+    for id in ["big-1", "big-2"] {
+        let out = run_rootfs(ctd, id, dir.path(), &[], &["/big.wasm"]);
+        assert_eq!(
+            (out.code, out.stdout_str().as_str()),
+            (Some(0), "big\n"),
+            "{engine}: {out:?}"
+        );
+        assert_clean(ctd, id);
+    }
+    let limit = (32 << 20).to_string();
+    let out = run_rootfs(
+        ctd,
+        "big-limited",
+        dir.path(),
+        &["--memory-limit", &limit],
+        &["/big.wasm"],
+    );
+    let told =
+        format!("killed at the container's memory limit ({limit} bytes) while loading /big.wasm");
+    assert!(
+        out.code == Some(1) && out.stderr.contains(&told),
+        "{engine}: {out:?}"
+    );
+    assert_clean(ctd, "big-limited");
+    let next = run_fixture(ctd, "after-big", "hello", &[]);
+    assert_eq!(next.stdout_str(), "hello from wasm\n", "{engine}: {next:?}");
 }

@@ -7,7 +7,9 @@
 mod engine;
 mod filesystem;
 mod resources;
+mod threads;
 
 pub use engine::ENGINE;
 pub use filesystem::FILESYSTEM;
 pub use resources::RESOURCES;
+pub use threads::{thread_bomb_if_asked, THREADS};
