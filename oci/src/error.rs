@@ -57,7 +57,7 @@ pub enum Error {
         "invalid HTTP listen address {value:?} in {source_name}: expected ADDR:PORT, :PORT or PORT"
     )]
     InvalidListenAddress { source_name: String, value: String },
-    #[error("invalid HTTP request timeout {value:?} in {source_name}: expected a positive number with ms, s or m (seconds if none)")]
+    #[error("invalid timeout {value:?} in {source_name}: expected a positive number with ms, s or m (seconds if none)")]
     InvalidTimeout { source_name: String, value: String },
     #[error("image: {0}")]
     Image(String),

@@ -94,7 +94,8 @@ fn duration_setting(
     }
 }
 
-fn parse_duration(value: &str) -> Option<Duration> {
+/// `500ms`, `30s`, `2m`, or plain seconds; never zero.
+pub(crate) fn parse_duration(value: &str) -> Option<Duration> {
     let value = value.trim();
     let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => value.split_at(i),

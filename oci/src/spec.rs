@@ -1,10 +1,42 @@
-//! Loading and validating a bundle's `config.json`.
+//! Loading and validating a bundle's `config.json`, and the settings its annotations make.
 
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 
 use crate::error::{Error, Result};
+
+/// The shim's environment variable bounding how long a workload may take to get ready
+/// (the module loaded and compiled, the container set up): a node's setting, in
+/// containerd's environment, which the shims inherit.
+pub const PREPARE_TIMEOUT_ENV: &str = "WASMLET_PREPARE_TIMEOUT";
+/// The annotation that lowers that bound for one container (never raises it: the node's
+/// setting protects the node from a tenant's module).
+pub const PREPARE_TIMEOUT_ANNOTATION: &str = "wasmlet.dev/prepare-timeout";
+/// The bound when the node sets none: kubelet's default runtime request timeout.
+pub const DEFAULT_PREPARE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// How long `spec`'s workload may take to get ready: the node's setting (`node`, the value
+/// of [`PREPARE_TIMEOUT_ENV`] if set) or the default, lowered by the spec's annotation.
+pub fn prepare_timeout(spec: &Spec, node: Option<&str>) -> Result<std::time::Duration> {
+    let parse = |source_name: String, v: &str| {
+        crate::http::parse_duration(v).ok_or_else(|| Error::InvalidTimeout {
+            source_name,
+            value: v.to_string(),
+        })
+    };
+    let node = match node {
+        Some(v) => parse(format!("the shim's {PREPARE_TIMEOUT_ENV}"), v)?,
+        None => DEFAULT_PREPARE_TIMEOUT,
+    };
+    Ok(match annotation(spec, PREPARE_TIMEOUT_ANNOTATION) {
+        Some(v) => node.min(parse(
+            format!("annotation {PREPARE_TIMEOUT_ANNOTATION}"),
+            v,
+        )?),
+        None => node,
+    })
+}
 
 /// The spec file inside a bundle.
 pub const CONFIG_FILE: &str = "config.json";
@@ -65,6 +97,36 @@ pub fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prepare_timeout_is_the_nodes_and_an_annotation_only_lowers_it() {
+        let with = |a: Option<&str>| -> Spec {
+            let mut v = serde_json::json!({"ociVersion": "1.0.2"});
+            if let Some(a) = a {
+                v["annotations"] = serde_json::json!({ PREPARE_TIMEOUT_ANNOTATION: a });
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(prepare_timeout(&with(None), None).unwrap(), secs(120));
+        assert_eq!(
+            prepare_timeout(&with(None), Some("10m")).unwrap(),
+            secs(600)
+        );
+        assert_eq!(prepare_timeout(&with(Some("5s")), None).unwrap(), secs(5));
+        assert!(prepare_timeout(&with(Some("1h0")), None).is_err());
+        assert_eq!(
+            prepare_timeout(&with(Some("30m")), Some("1m")).unwrap(),
+            secs(60)
+        );
+        let e = prepare_timeout(&with(None), Some("soon"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("WASMLET_PREPARE_TIMEOUT") && e.contains("soon"),
+            "{e}"
+        );
+    }
 
     fn p() -> &'static Path {
         Path::new("config.json")

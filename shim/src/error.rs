@@ -43,6 +43,12 @@ pub enum Error {
     },
     #[error("workload process for {id:?} exited before it was ready{detail}")]
     WorkloadDied { id: String, detail: String },
+    #[error("workload for {id:?} was not ready within {limit:?} (loading {module}), and was stopped: the shim's WASMLET_PREPARE_TIMEOUT (default 2m) or the annotation wasmlet.dev/prepare-timeout bounds it")]
+    PrepareTimeout {
+        id: String,
+        module: String,
+        limit: std::time::Duration,
+    },
     #[error("cannot mount rootfs {target}: {message}")]
     Mount { target: PathBuf, message: String },
     #[error("cannot listen for HTTP on {addr}: {source}")]
@@ -107,6 +113,7 @@ impl Error {
             Error::ProcessFinished { .. } => Code::NOT_FOUND,
             Error::TaskExists { .. } | Error::ExecExists { .. } => Code::ALREADY_EXISTS,
             Error::IllegalTransition(_) => Code::FAILED_PRECONDITION,
+            Error::PrepareTimeout { .. } => Code::DEADLINE_EXCEEDED,
             Error::Unimplemented { .. } => Code::UNIMPLEMENTED,
             Error::UnsupportedStdio { .. }
             | Error::InvalidSignal { .. }
@@ -235,6 +242,14 @@ mod tests {
                     detail: String::new(),
                 },
                 Code::INTERNAL,
+            ),
+            (
+                Error::PrepareTimeout {
+                    id: id(),
+                    module: "/m.wasm".into(),
+                    limit: std::time::Duration::from_secs(5),
+                },
+                Code::DEADLINE_EXCEEDED,
             ),
             (
                 Error::Mount {

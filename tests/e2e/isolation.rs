@@ -38,7 +38,7 @@ pub const TESTS: &[(&str, Test)] = &[
 
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "hostname", "id", "grep", "wc", "ls", "sleep", "readlink", "dd", "mkdir",
-    "true", "tty", "stty", "mount", "test", "head", "mknod",
+    "true", "tty", "stty", "mount", "test", "head", "mknod", "ln", "rm",
 ];
 
 /// A rootfs with a static busybox and its applets, readable by any user.

@@ -2,7 +2,8 @@
 //! spec's `linux.uidMappings`, a mount's `uidMappings`, the snapshotter's `uidmap=` mount
 //! option), checked and written as `uid_map` text; a new user namespace with them, as a
 //! descriptor (a short-lived child holds it while the maps are written, by this process,
-//! privileged in the parent namespace); and detached mounts mapped through one.
+//! privileged in the parent namespace); detached mounts, mapped through one or not, that a
+//! container's setup attaches; and becoming a namespace's root.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -165,7 +166,7 @@ pub fn idmapped_tree(source: &Path, recursive: bool, userns: &OwnedFd) -> Result
 /// user namespace sets up its mounts as its own root, who may not reach the sources).
 /// Mounts with the same mappings share one namespace.
 pub fn detached_binds(spec: &oci_spec::runtime::Spec, all: bool) -> Result<Vec<(usize, OwnedFd)>> {
-    let mut namespaces: Vec<(Vec<IdMapping>, Vec<IdMapping>, OwnedFd)> = Vec::new();
+    let mut namespaces: Vec<(IdMaps, OwnedFd)> = Vec::new();
     let mut out = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let opts = super::options::MountOptions::parse(
@@ -213,15 +214,13 @@ pub fn detached_binds(spec: &oci_spec::runtime::Spec, all: bool) -> Result<Vec<(
                     .map_err(super::failed("cloning the mount of", source))?
             }
             Some((uid, gid)) => {
-                let found = namespaces
-                    .iter()
-                    .position(|(u, g, _)| *u == uid && *g == gid);
-                let ns = match found {
-                    Some(n) => &namespaces[n].2,
+                let maps = (uid, gid);
+                let ns = match namespaces.iter().position(|(m, _)| *m == maps) {
+                    Some(n) => &namespaces[n].1,
                     None => {
-                        let fd = create(&uid, &gid)?;
-                        namespaces.push((uid, gid, fd));
-                        &namespaces[namespaces.len() - 1].2
+                        let fd = create(&maps.0, &maps.1)?;
+                        namespaces.push((maps, fd));
+                        &namespaces[namespaces.len() - 1].1
                     }
                 };
                 idmapped_tree(source, opts.idmap_is_recursive(), ns)?
@@ -232,9 +231,9 @@ pub fn detached_binds(spec: &oci_spec::runtime::Spec, all: bool) -> Result<Vec<(
     Ok(out)
 }
 
-/// In a user namespace other than the host's, become its root (the ids 0 map to), with every capability
-/// kept: what the container's setup creates then belongs to its root, and filesystems
-/// mounted in the namespace accept it (they refuse an unmapped owner).
+/// In a user namespace other than the host's, become its root (the ids 0 map to), with
+/// every capability kept: what the container's setup creates then belongs to its root, and
+/// filesystems mounted in the namespace accept it (they refuse an unmapped owner).
 pub fn become_root() -> Result<()> {
     use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
     let step = |what: &'static str| move |e| super::failed(what, "0")(e);

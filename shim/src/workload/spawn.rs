@@ -100,13 +100,45 @@ pub fn spawn(
             request.plan.entrypoint.guest_path
         )),
     };
+    // Loading (compiling) the module and setting up the container are bounded: a module
+    // built to take an engine's compiler for ever is stopped, with a clear error.
+    let limit = wasmlet_oci::spec::prepare_timeout(
+        &request.spec,
+        std::env::var(wasmlet_oci::spec::PREPARE_TIMEOUT_ENV)
+            .ok()
+            .as_deref(),
+    )?;
+    let deadline = std::time::Instant::now() + limit;
+    let late = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+        .then(|| Error::PrepareTimeout {
+            id: request.id.clone(),
+            module: request.plan.entrypoint.guest_path.clone(),
+            limit,
+        })
+    };
+    let failed = |e: std::io::Error| late(&e).unwrap_or_else(|| gone(format!(": {e}")));
+    let until_deadline = |ctl: &UnixStream| {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        ctl.set_read_timeout(Some(left.max(std::time::Duration::from_millis(1))))
+            .map_err(Error::io("bounding the wait for", &request.rootfs))
+    };
     send(&mut ctl, request).map_err(|e| gone(format!(": {e}")))?;
+    until_deadline(&ctl)?;
     let spawned: Spawned = recv(&ctl)
-        .map_err(|e| gone(format!(": {e}")))?
+        .map_err(failed)?
         .ok_or_else(|| gone(String::new()))?;
     let pid = spawned.pid;
     unwind.pids.push(pid);
-    let (ready, master) = recv_with_fd::<Ready>(&ctl).map_err(|e| gone(format!(": {e}")))?;
+    until_deadline(&ctl)?;
+    let (ready, master) = recv_with_fd::<Ready>(&ctl).map_err(failed)?;
+    ctl.set_read_timeout(None).map_err(Error::io(
+        "unbounding the control socket of",
+        &request.rootfs,
+    ))?;
     let ready = ready.ok_or_else(|| gone(String::new()))?;
     let module = &request.plan.entrypoint.guest_path;
     for note in &ready.notes {

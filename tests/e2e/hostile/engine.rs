@@ -29,6 +29,10 @@ pub const ENGINE: &[(&str, Test)] = &[
         memory_limit_below_loading_is_reported,
     ),
     ("hostile::module_of_50_mb", module_of_50_mb),
+    (
+        "hostile::a_million_functions_or_globals",
+        a_million_functions_or_globals,
+    ),
 ];
 
 /// Run fixture `name` to its end (`ctr run --rm`, with `flags`): its output.
@@ -171,5 +175,62 @@ fn module_of_50_mb(ctd: &Containerd) {
     );
     assert_clean(ctd, "big-limited");
     let next = run_fixture(ctd, "after-big", "hello", &[]);
+    assert_eq!(next.stdout_str(), "hello from wasm\n", "{engine}: {next:?}");
+}
+
+/// A module that prints "many" with `count` more of `item` (`(func)`, or a global).
+fn many(count: usize, item: &str) -> Vec<u8> {
+    let text = format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "\08\00\00\00\05\00\00\00many\n")
+  (func (export "_start")
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 100))))
+  {items})"#,
+        items = item.repeat(count)
+    );
+    wat::parse_str(&text).expect("the module of many items")
+}
+
+/// A million functions, and a million globals, one past what wasmparser takes, with the
+/// time to get ready lowered to 5 s for the container: Wasmtime and Wasmer refuse the
+/// module at create (the validator's limit, named), WAMR runs it, and WasmEdge, whose AOT
+/// compiler would take minutes over a million functions, is stopped at the bound with the
+/// error saying so. The next container runs.
+fn a_million_functions_or_globals(ctd: &Containerd) {
+    let engine = engine(ctd).name;
+    let bound = format!("{}=5s", wasmlet_oci::spec::PREPARE_TIMEOUT_ANNOTATION);
+    for (what, item) in [
+        ("functions", "(func)"),
+        ("globals", "(global i32 (i32.const 7))"),
+    ] {
+        let id = format!("many-{what}");
+        let dir = rootfs(&[("/many.wasm", many(1_000_001, item))]);
+        let out = run_rootfs(
+            ctd,
+            &id,
+            dir.path(),
+            &["--annotation", &bound],
+            &["/many.wasm"],
+        );
+        let limit = format!("{what} count exceeds limit of 1000000");
+        let stopped = "was not ready within 5s (loading /many.wasm), and was stopped";
+        match engine {
+            "wasmtime" | "wasmer" => assert!(
+                out.code == Some(1) && out.stderr.contains(&limit),
+                "{engine}: {out:?}"
+            ),
+            "wamr" => assert_eq!(out.stdout_str(), "many\n", "{engine}: {out:?}"),
+            // Its loader takes a million globals; the functions go to its compiler.
+            _ => assert!(
+                out.stdout_str() == "many\n"
+                    || (out.code == Some(1) && out.stderr.contains(stopped)),
+                "{engine} ({what}): {out:?}"
+            ),
+        }
+        assert_clean(ctd, &id);
+    }
+    let next = run_fixture(ctd, "after-many", "hello", &[]);
     assert_eq!(next.stdout_str(), "hello from wasm\n", "{engine}: {next:?}");
 }

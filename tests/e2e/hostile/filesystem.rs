@@ -1,8 +1,8 @@
 //! Ways out of the container's filesystem: a secret file on the host, outside every
 //! container, and a rootfs that points at it every way it can (absolute and relative
 //! symlinks, a symlinked directory, `..` chains, `/proc/self/root`, `/proc/1/root`,
-//! `/proc/self/cwd`). A module and a native program each try them all; none reads the
-//! secret. Device nodes a container makes for itself stay closed.
+//! `/proc/self/cwd`), and hard links through them. A module and a native program each try
+//! them all; none reads the secret. Device nodes a container makes for itself stay closed.
 
 use std::path::Path;
 
@@ -90,16 +90,22 @@ fn module_cannot_leave_its_root(ctd: &Containerd) {
     }
 }
 
-/// busybox `cat` tries each way out from inside the container: every one fails, none
-/// prints the secret.
+/// busybox `cat` tries each way out from inside the container, and `ln` makes a hard link
+/// through each: every one fails, none prints the secret.
 fn native_program_cannot_leave_its_root(ctd: &Containerd) {
     let secret = secret();
     let dir = busybox_rootfs(&[]);
     let paths = ways_out(dir.path(), &secret);
-    let script: String = paths
+    let mut script: String = paths
         .iter()
         .map(|p| format!("cat /{p} 2>/dev/null || echo refused /{p}; "))
         .collect();
+    // A hard link can only name what the container sees: each way out fails here too.
+    for p in &paths {
+        script.push_str(&format!(
+            "ln /{p} /hardlink 2>/dev/null && cat /hardlink; rm -f /hardlink; "
+        ));
+    }
     let out = run_rootfs(
         ctd,
         "escape-native",
