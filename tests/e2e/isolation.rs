@@ -332,19 +332,23 @@ fn systemd_cgroup(ctd: &Containerd) {
     }
 }
 
+/// `ctr run --config <spec>` as `id` fails with `want` in its message, and leaves nothing.
+pub(crate) fn assert_refused(ctd: &Containerd, id: &str, spec: &serde_json::Value, want: &str) {
+    let out = run_spec(ctd, id, spec);
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr.contains(want),
+        "want {want:?} in: {}",
+        out.stderr
+    );
+    let _ = ctd.ctr(ns(ctd), &["container", "rm", id]);
+    assert_clean(ctd, id);
+}
+
 fn bad_specs(ctd: &Containerd) {
     let dir = busybox_rootfs(&[]);
-    let refused = |id: &str, spec: &serde_json::Value, want: &str| {
-        let out = run_spec(ctd, id, spec);
-        assert_ne!(out.code, Some(0), "{out:?}");
-        assert!(
-            out.stderr.contains(want),
-            "want {want:?} in: {}",
-            out.stderr
-        );
-        let _ = ctd.ctr(ns(ctd), &["container", "rm", id]);
-        assert_clean(ctd, id);
-    };
+    let refused =
+        |id: &str, spec: &serde_json::Value, want: &str| assert_refused(ctd, id, spec, want);
     let mut spec = default_spec(ctd, "bad-userns", dir.path(), &["/bin/true"]);
     spec["linux"]["namespaces"]
         .as_array_mut()

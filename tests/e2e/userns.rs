@@ -14,7 +14,7 @@ use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::cri::Cri;
 use wasmlet_tests::fixtures::{import_image, module_image, wat};
 
-use crate::isolation::{busybox_rootfs, default_spec, kill_and_remove, run_spec};
+use crate::isolation::{assert_refused, busybox_rootfs, default_spec, kill_and_remove, run_spec};
 use crate::lifecycle::task_status;
 use crate::pods::{container, exited, one_pod_at_a_time, pod_config, BUSYBOX, HELLO};
 use crate::support::{assert_clean, cri_containerd, engine, ns, rt, Test};
@@ -47,11 +47,19 @@ fn import(ctd: &Containerd) {
     import_image(ctd, ns(ctd), &module_image(WRITER, wat("writemount")));
 }
 
-/// `ctr run --rm` of `image` in a user namespace mapping the container's root to [`HOST`].
-fn run_mapped(ctd: &Containerd, id: &str, flags: &[&str], image: &str, args: &[&str]) -> Output {
+/// `ctr run <how>` (`--rm` or `-d`) with the runtime and a user namespace mapping the
+/// container's root to [`HOST`], then `flags`, `image`, `id` and `args`.
+fn mapped_args<'a>(
+    ctd: &Containerd,
+    how: &'a str,
+    flags: &[&'a str],
+    image: &'a str,
+    id: &'a str,
+    args: &[&'a str],
+) -> Vec<&'a str> {
     let mut all = vec![
         "run",
-        "--rm",
+        how,
         "--runtime",
         rt(ctd),
         "--uidmap",
@@ -62,6 +70,12 @@ fn run_mapped(ctd: &Containerd, id: &str, flags: &[&str], image: &str, args: &[&
     all.extend_from_slice(flags);
     all.extend_from_slice(&[image, id]);
     all.extend_from_slice(args);
+    all
+}
+
+/// `ctr run --rm` of `image` in a user namespace mapping the container's root to [`HOST`].
+fn run_mapped(ctd: &Containerd, id: &str, flags: &[&str], image: &str, args: &[&str]) -> Output {
+    let all = mapped_args(ctd, "--rm", flags, image, id, args);
     ctd.ctr_timeout(ns(ctd), &all, Some(b""), Duration::from_secs(60))
 }
 
@@ -106,17 +120,8 @@ fn ctr_uidmap(ctd: &Containerd) {
     assert_clean(ctd, "userns-native");
 
     // On the host, the container's root is the unprivileged uid it maps to.
-    let mut all = vec![
-        "run",
-        "-d",
-        "--runtime",
-        rt(ctd),
-        "--uidmap",
-        MAP,
-        "--gidmap",
-        MAP,
-    ];
-    all.extend_from_slice(&[BB, "userns-sleep", "/bin/busybox", "sleep", "300"]);
+    let sleep = ["/bin/busybox", "sleep", "300"];
+    let all = mapped_args(ctd, "-d", &[], BB, "userns-sleep", &sleep);
     ctd.ctr(ns(ctd), &all).ok("ctr run -d --uidmap");
     let (_, pid) = task_status(ctd, "userns-sleep").expect("task listed");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -215,17 +220,8 @@ fn spec_mappings(ctd: &Containerd) {
     assert!(text.contains("data\n"), "{text}");
     assert_clean(ctd, "userns-spec");
 
-    let refused = |id: &str, spec: &serde_json::Value, want: &str| {
-        let out = run_spec(ctd, id, spec);
-        assert_ne!(out.code, Some(0), "{out:?}");
-        assert!(
-            out.stderr.contains(want),
-            "want {want:?} in: {}",
-            out.stderr
-        );
-        let _ = ctd.ctr(ns(ctd), &["container", "rm", id]);
-        assert_clean(ctd, id);
-    };
+    let refused =
+        |id: &str, spec: &serde_json::Value, want: &str| assert_refused(ctd, id, spec, want);
     let mut unmapped = spec.clone();
     unmapped["linux"]["uidMappings"] =
         serde_json::json!([{"containerID": 1, "hostID": HOST, "size": 65535}]);
