@@ -198,14 +198,20 @@ pub(crate) fn default_spec(
     spec
 }
 
+/// `spec` written to a temporary file, for `ctr run --config`.
+fn spec_file(spec: &serde_json::Value) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(spec).unwrap()).unwrap();
+    file
+}
+
 /// `ctr run --rm --config <spec>` (the spec is used as it is).
 pub(crate) fn run_spec(
     ctd: &Containerd,
     id: &str,
     spec: &serde_json::Value,
 ) -> wasmlet_tests::cmd::Output {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), serde_json::to_vec(spec).unwrap()).unwrap();
+    let file = spec_file(spec);
     let path = file.path().to_string_lossy().into_owned();
     ctd.ctr_timeout(
         ns(ctd),
@@ -215,32 +221,22 @@ pub(crate) fn run_spec(
     )
 }
 
-/// `ctr run -d --config <spec>` with stdout and stderr to `log`.
+/// `ctr run -d --config <spec>`, with stdout and stderr to `log` when given.
 pub(crate) fn run_detached_config(
     ctd: &Containerd,
     id: &str,
     spec: &serde_json::Value,
-    log: &Path,
+    log: Option<&Path>,
 ) {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), serde_json::to_vec(spec).unwrap()).unwrap();
+    let file = spec_file(spec);
     let config = file.path().to_string_lossy().into_owned();
-    let uri = format!("file://{}", log.display());
-    ctd.ctr(
-        ns(ctd),
-        &[
-            "run",
-            "-d",
-            "--runtime",
-            rt(ctd),
-            "--log-uri",
-            &uri,
-            "--config",
-            &config,
-            id,
-        ],
-    )
-    .ok("ctr run -d --config");
+    let uri = log.map(|l| format!("file://{}", l.display()));
+    let mut args = vec!["run", "-d", "--runtime", rt(ctd)];
+    if let Some(uri) = &uri {
+        args.extend(["--log-uri", uri.as_str()]);
+    }
+    args.extend(["--config", &config, id]);
+    ctd.ctr(ns(ctd), &args).ok("ctr run -d --config");
 }
 
 fn spec_attributes(ctd: &Containerd) {

@@ -6,7 +6,7 @@
 use wasmlet_tests::containerd::Containerd;
 
 use crate::isolation::{busybox_rootfs, default_spec};
-use crate::support::{assert_clean, ns, rt, run_rootfs, Test};
+use crate::support::{assert_clean, ns, run_rootfs, Test};
 
 pub const TESTS: &[(&str, Test)] = &[
     ("mounts::read_only_and_recursive_read_only_binds", rro),
@@ -177,22 +177,7 @@ fn rshared_propagates(ctd: &Containerd) {
             .unwrap()
             .push("CAP_SYS_ADMIN".into());
     }
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), serde_json::to_vec(&spec).unwrap()).unwrap();
-    let config = file.path().to_string_lossy().into_owned();
-    ctd.ctr(
-        ns(ctd),
-        &[
-            "run",
-            "-d",
-            "--runtime",
-            rt(ctd),
-            "--config",
-            &config,
-            "rshared",
-        ],
-    )
-    .ok("ctr run -d --config");
+    crate::isolation::run_detached_config(ctd, "rshared", &spec, None);
     // Container to host.
     let inner = host.join("inner/busybox");
     let up = wasmlet_tests::cmd::eventually(std::time::Duration::from_secs(10), || inner.exists());

@@ -10,11 +10,11 @@ use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{rootfs, wat};
 
 use super::engine::run_fixture;
-use crate::isolation::{busybox_rootfs, controller_file, default_spec};
+use crate::isolation::{busybox_rootfs, controller_file, default_spec, run_detached_config};
 use crate::lifecycle::{
     assert_sigterm_stops_within_a_second, remove, start_detached, task_status, wait_stopped,
 };
-use crate::support::{assert_clean, engine, ns, rt, run_rootfs, Test};
+use crate::support::{assert_clean, engine, ns, run_rootfs, Test};
 
 pub const RESOURCES: &[(&str, Test)] = &[
     (
@@ -49,14 +49,7 @@ fn fork_bomb_stops_at_pids_max(ctd: &Containerd) {
     let script = "b() { b & b & }; b; exec sleep 300";
     let mut spec = default_spec(ctd, id, dir.path(), &["/bin/sh", "-c", script]);
     spec["linux"]["resources"]["pids"] = serde_json::json!({"limit": 64});
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), serde_json::to_vec(&spec).unwrap()).unwrap();
-    let config = file.path().to_string_lossy().into_owned();
-    ctd.ctr(
-        ns(ctd),
-        &["run", "-d", "--runtime", rt(ctd), "--config", &config, id],
-    )
-    .ok("ctr run -d");
+    run_detached_config(ctd, id, &spec, None);
     let refused = |ctd: &Containerd| -> u64 {
         std::fs::read_to_string(pids_file(ctd, id, "pids.events"))
             .unwrap_or_default()

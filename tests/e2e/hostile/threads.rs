@@ -87,7 +87,7 @@ fn thread_bomb_stops_at_pids_max(ctd: &Containerd) {
     let mut spec = default_spec(ctd, id, dir.path(), &["/bomb", ARG, "100000"]);
     spec["linux"]["resources"]["pids"] = serde_json::json!({"limit": 256});
     let log = dir.path().join("..").join("wasmlet-threadbomb.log");
-    run_detached_config(ctd, id, &spec, &log);
+    run_detached_config(ctd, id, &spec, Some(&log));
     let mut text = String::new();
     let said = eventually(Duration::from_secs(20), || {
         text = std::fs::read_to_string(&log).unwrap_or_default();
