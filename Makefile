@@ -69,7 +69,7 @@ build: shared
 	$(CARGO) build --release -p wasmlet-oci -p wasmlet-tests --bins
 
 examples:
-	$(CARGO) build --release -p hello --target wasm32-wasip1
+	$(CARGO) build --release -p hello -p wagi-hello --target wasm32-wasip1
 	$(CARGO) build --release -p hello -p http-hello --target wasm32-wasip2
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p pause --target $(HOST_TRIPLE)
 

@@ -7,12 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${FUZZ_SECONDS:-60}"
-targets="${FUZZ_TARGETS:-spec image_document rootfs_resolve http_settings wasm_sniff}"
+targets="${FUZZ_TARGETS:-spec image_document rootfs_resolve http_settings wasm_sniff wagi_response}"
 target_dir="${CARGO_TARGET_DIR:-$(cd .. && pwd)/target}"
 corpus_root="$target_dir/fuzz-corpus"
 
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+
+# The targets' scratch files (rootfs_resolve's rootfs, made once per process) go to a
+# directory of this run's own, removed at the end.
+TMPDIR="$(mktemp -d -t wasmlet-fuzz.XXXXXX)"
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 
 summary=""
 for t in $targets; do

@@ -1,6 +1,6 @@
-//! The HTTP listen address, request timeout and header timeout, from the container's environment and from
-//! annotations (both untrusted: a pod's author writes them). Must give a value or an error
-//! naming the setting, never panic.
+//! The HTTP listen address, request timeout, header timeout and executor, from the
+//! container's environment and from annotations (both untrusted: a pod's author writes
+//! them). Must give a value or an error naming the setting, never panic.
 #![no_main]
 
 use std::path::Path;
@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         (http::LISTEN_ENV.to_string(), text.to_string()),
         (http::TIMEOUT_ENV.to_string(), text.to_string()),
         (http::HEADER_TIMEOUT_ENV.to_string(), text.to_string()),
+        (http::EXECUTOR_ENV.to_string(), text.to_string()),
     ];
     if let Err(e) = http::listen_address(&spec, &env) {
         assert!(e.to_string().contains(http::LISTEN_ENV), "{e}");
@@ -28,5 +29,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Err(e) = http::header_timeout(&spec, &env) {
         assert!(e.to_string().contains(http::HEADER_TIMEOUT_ENV), "{e}");
+    }
+    if let Err(e) = http::executor(&spec, &env) {
+        assert!(e.to_string().contains(http::EXECUTOR_ENV), "{e}");
     }
 });

@@ -59,6 +59,10 @@ pub enum Error {
     InvalidListenAddress { source_name: String, value: String },
     #[error("invalid timeout {value:?} in {source_name}: expected a positive number with ms, s or m (seconds if none)")]
     InvalidTimeout { source_name: String, value: String },
+    #[error("invalid HTTP executor {value:?} in {source_name}: expected \"wagi\" (or \"wasi-http\", the default)")]
+    InvalidExecutor { source_name: String, value: String },
+    #[error("malformed WAGI response: {reason}")]
+    WagiResponse { reason: String },
     #[error("image: {0}")]
     Image(String),
     #[error("registry {reference}: {detail}")]

@@ -9,7 +9,11 @@
 //! - how long a client may take to send a request's head, which also bounds how long an
 //!   idle keep-alive connection stays open: `WASMLET_HTTP_HEADER_TIMEOUT` (or the annotation
 //!   `wasmlet.dev/http-header-timeout`), in the same forms; 30 s by default. A slow or
-//!   silent client cannot hold a connection (and a descriptor) for longer.
+//!   silent client cannot hold a connection (and a descriptor) for longer;
+//! - what answers: `WASMLET_HTTP_EXECUTOR` (or the annotation `wasmlet.dev/http-executor`)
+//!   `wagi` serves a WASI preview 1 module as a WAGI handler (see [`crate::wagi`]); by
+//!   default a component exporting `wasi:http/incoming-handler` is served, anything else
+//!   runs as a program.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -37,6 +41,36 @@ pub const HEADER_TIMEOUT_ENV: &str = "WASMLET_HTTP_HEADER_TIMEOUT";
 pub const HEADER_TIMEOUT_ANNOTATION: &str = "wasmlet.dev/http-header-timeout";
 /// The time to a request's head when neither is set (hyper's own default).
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The environment variable choosing the HTTP executor.
+pub const EXECUTOR_ENV: &str = "WASMLET_HTTP_EXECUTOR";
+/// The annotation choosing the HTTP executor.
+pub const EXECUTOR_ANNOTATION: &str = "wasmlet.dev/http-executor";
+
+/// What serves a container's requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Executor {
+    /// A component exporting `wasi:http/incoming-handler` is served; anything else runs.
+    #[default]
+    WasiHttp,
+    /// The entrypoint module runs once per request as a CGI script (WAGI).
+    Wagi,
+}
+
+/// The HTTP executor for `spec`, whose environment is `env`.
+pub fn executor(spec: &Spec, env: &[(String, String)]) -> Result<Executor> {
+    match setting(spec, env, EXECUTOR_ENV, EXECUTOR_ANNOTATION) {
+        None => Ok(Executor::WasiHttp),
+        Some((source_name, v)) => match v.trim().to_ascii_lowercase().as_str() {
+            "wagi" => Ok(Executor::Wagi),
+            "wasi-http" | "" => Ok(Executor::WasiHttp),
+            _ => Err(Error::InvalidExecutor {
+                source_name,
+                value: v.to_string(),
+            }),
+        },
+    }
+}
 
 /// The setting `env_key` of `env`, else annotation `annotation` of `spec`: (where, value).
 fn setting<'a>(
@@ -221,5 +255,34 @@ mod tests {
         assert!(e.to_string().contains("localhost:80"), "{e}");
         let e = listen_address(&spec(Some("99999")), &[]).unwrap_err();
         assert!(e.to_string().contains(LISTEN_ANNOTATION), "{e}");
+    }
+
+    #[test]
+    fn the_executor_is_wasi_http_unless_wagi_is_asked_for() {
+        let env = |v: &str| vec![(EXECUTOR_ENV.to_string(), v.to_string())];
+        assert_eq!(executor(&spec(None), &[]).unwrap(), Executor::WasiHttp);
+        assert_eq!(executor(&spec(None), &env("wagi")).unwrap(), Executor::Wagi);
+        assert_eq!(
+            executor(&spec(None), &env(" WAGI ")).unwrap(),
+            Executor::Wagi
+        );
+        assert_eq!(
+            executor(&spec(None), &env("wasi-http")).unwrap(),
+            Executor::WasiHttp
+        );
+        let mut annotated = Spec::default();
+        annotated.set_annotations(Some(
+            [(EXECUTOR_ANNOTATION.to_string(), "wagi".to_string())].into(),
+        ));
+        assert_eq!(executor(&annotated, &[]).unwrap(), Executor::Wagi);
+        assert_eq!(
+            executor(&annotated, &env("wasi-http")).unwrap(),
+            Executor::WasiHttp
+        );
+        let e = executor(&spec(None), &env("cgi")).unwrap_err().to_string();
+        assert!(
+            e.contains("\"cgi\"") && e.contains(EXECUTOR_ENV) && e.contains("wagi"),
+            "{e}"
+        );
     }
 }

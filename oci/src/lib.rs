@@ -25,6 +25,7 @@ pub mod media;
 pub mod registry;
 pub mod rootfs;
 pub mod spec;
+pub mod wagi;
 pub mod wasi;
 pub mod wasm;
 

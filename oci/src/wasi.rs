@@ -54,6 +54,9 @@ pub struct WasiPlan {
     /// How long a client may take to send a request's head (and an idle connection may stay).
     #[serde(default = "default_header_timeout")]
     pub http_header_timeout: std::time::Duration,
+    /// What serves its requests (a WAGI module, or a `wasi:http` component).
+    #[serde(default)]
+    pub http_executor: crate::http::Executor,
 }
 
 fn default_header_timeout() -> std::time::Duration {
@@ -140,6 +143,7 @@ fn plan_with(
     let http_listen = crate::http::listen_address(spec, &env)?;
     let http_timeout = crate::http::request_timeout(spec, &env)?;
     let http_header_timeout = crate::http::header_timeout(spec, &env)?;
+    let http_executor = crate::http::executor(spec, &env)?;
     Ok(WasiPlan {
         entrypoint,
         args,
@@ -150,6 +154,7 @@ fn plan_with(
         http_listen,
         http_timeout,
         http_header_timeout,
+        http_executor,
     })
 }
 

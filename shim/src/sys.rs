@@ -112,7 +112,12 @@ pub fn mount_setattr_recursive(path: &std::path::Path, set: u64, clear: u64) -> 
             std::mem::size_of::<MountAttr>(),
         )
     };
-    if r < 0 {
+    status(r)
+}
+
+/// A system call's result: negative is the error in `errno`.
+fn status(r: impl Into<i64>) -> nix::Result<()> {
+    if r.into() < 0 {
         Err(nix::Error::last())
     } else {
         Ok(())
@@ -170,11 +175,7 @@ pub fn idmap_tree(tree: &impl AsRawFd, userns: &impl AsRawFd, recursive: bool) -
             std::mem::size_of::<MountAttr>(),
         )
     };
-    if r < 0 {
-        Err(nix::Error::last())
-    } else {
-        Ok(())
-    }
+    status(r)
 }
 
 /// Mount the detached tree `tree` at `target` (move_mount(2), Linux 5.2).
@@ -194,11 +195,7 @@ pub fn attach_tree(tree: &impl AsRawFd, target: &std::path::Path) -> nix::Result
             MOVE_MOUNT_F_EMPTY_PATH,
         )
     };
-    if r < 0 {
-        Err(nix::Error::last())
-    } else {
-        Ok(())
-    }
+    status(r)
 }
 
 /// A child process in a new user namespace of its own (no mappings yet), which does
@@ -258,11 +255,7 @@ pub fn set_controlling_terminal(tty: &impl std::os::fd::AsRawFd) -> nix::Result<
     // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal from another session)
     // and reads no memory of ours.
     let r = unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSCTTY, 0) };
-    if r < 0 {
-        Err(nix::Error::last())
-    } else {
-        Ok(())
-    }
+    status(r)
 }
 
 /// Set the window size of the terminal whose master (or slave) is `tty`.
@@ -281,11 +274,7 @@ pub fn set_window_size(tty: &impl std::os::fd::AsRawFd, rows: u16, cols: u16) ->
             &size as *const libc::winsize,
         )
     };
-    if r < 0 {
-        Err(nix::Error::last())
-    } else {
-        Ok(())
-    }
+    status(r)
 }
 
 /// The window size (rows, columns) of the terminal `tty`.
@@ -304,11 +293,7 @@ pub fn window_size(tty: &impl std::os::fd::AsRawFd) -> nix::Result<(u16, u16)> {
             &mut size as *mut libc::winsize,
         )
     };
-    if r < 0 {
-        Err(nix::Error::last())
-    } else {
-        Ok((size.ws_row, size.ws_col))
-    }
+    status(r).map(|()| (size.ws_row, size.ws_col))
 }
 
 /// Read one byte from `sock` (`None` at end of stream), adding the descriptors that came

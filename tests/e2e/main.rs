@@ -58,6 +58,7 @@ fn main() {
                 .chain(cgroups::TESTS)
                 .chain(pods::TESTS)
                 .chain(http::TESTS)
+                .chain(http::wagi::TESTS)
                 .chain(exec::TESTS)
                 .chain(info::TESTS)
                 .chain(mounts::TESTS)

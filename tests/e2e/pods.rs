@@ -6,16 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ImageSpec, LinuxContainerConfig, LinuxContainerResources,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
-};
 use wasmlet_oci::image::ImageSpec as OciImage;
 use wasmlet_tests::cmd::eventually;
-use wasmlet_tests::containerd::{Containerd, PAUSE_IMAGE};
+use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::cri::Cri;
-use wasmlet_tests::fixtures::{import_image, module_image, wat};
+pub(crate) use wasmlet_tests::cri::{container, pod_config};
+use wasmlet_tests::fixtures::{import_image, module_image, pause_image, wat};
 use wasmlet_tests::leaks;
 
 use crate::support::{cri_containerd, engine, Test};
@@ -36,72 +32,25 @@ pub(crate) const HELLO: &str = "docker.io/wasmlet/pod-hello:e2e";
 pub(crate) const EXIT42: &str = "docker.io/wasmlet/pod-exit42:e2e";
 pub(crate) const BUSYBOX: &str = "docker.io/wasmlet/pod-busybox:e2e";
 const HTTP: &str = "docker.io/wasmlet/pod-http-hello:e2e";
+const WAGI: &str = "docker.io/wasmlet/pod-wagi-hello:e2e";
 pub(crate) const ISATTY: &str = "docker.io/wasmlet/pod-isatty:e2e";
-
-/// The static pause binary `make examples` builds for this host.
-fn pause_binary() -> std::path::PathBuf {
-    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
-    wasmlet_tests::target_dir()
-        .join(triple)
-        .join("release/pause")
-}
 
 /// Import the sandbox image and the pod test images into CRI's namespace.
 pub fn import_images(ctd: &Containerd) {
-    let pause = std::fs::read(pause_binary()).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (built by `make examples`)",
-            pause_binary().display()
-        )
-    });
-    let mut image = OciImage::new(PAUSE_IMAGE).file("/pause", pause, 0o755);
-    image.entrypoint = vec!["/pause".into()];
-    import_image(ctd, K8S_NS, &image);
+    import_image(ctd, K8S_NS, &pause_image());
     import_image(ctd, K8S_NS, &module_image(HELLO, wat("hello")));
     import_image(ctd, K8S_NS, &module_image(EXIT42, wat("exit42")));
     import_image(ctd, K8S_NS, &module_image(HTTP, crate::http::http_hello()));
+    import_image(
+        ctd,
+        K8S_NS,
+        &module_image(WAGI, crate::http::wagi::wagi_hello()),
+    );
     import_image(ctd, K8S_NS, &module_image(ISATTY, wat("isatty")));
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox");
     let mut image = OciImage::new(BUSYBOX).file("/bin/busybox", busybox, 0o755);
     image.entrypoint = vec!["/bin/busybox".into()];
     import_image(ctd, K8S_NS, &image);
-}
-
-/// kubelet's defaults, for the pod and each container: the pod's network and IPC, a PID
-/// namespace per container.
-pub(crate) fn kubelet_namespaces() -> NamespaceOption {
-    NamespaceOption {
-        network: 0,
-        pid: 1,
-        ipc: 0,
-        ..Default::default()
-    }
-}
-
-pub(crate) fn container(name: &str, image: &str, command: &[&str], memory: i64) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: image.into(),
-            ..Default::default()
-        }),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
-        linux: Some(LinuxContainerConfig {
-            resources: Some(LinuxContainerResources {
-                memory_limit_in_bytes: memory,
-                ..Default::default()
-            }),
-            security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: Some(kubelet_namespaces()),
-                ..Default::default()
-            }),
-        }),
-        ..Default::default()
-    }
 }
 
 /// Wait until container `id` has exited; its status.
@@ -121,28 +70,6 @@ static ONE_POD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub(crate) fn one_pod_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_POD_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A pod named `name` (per engine) with its logs in `logs`, as kubelet configures one.
-pub(crate) fn pod_config(name: &str, engine: &str, logs: &Path) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: format!("{name}-{engine}"),
-            uid: format!("uid-{name}-{engine}"),
-            namespace: "wasmlet-e2e".into(),
-            attempt: 0,
-        }),
-        hostname: "wasmlet-pod".into(),
-        log_directory: logs.to_string_lossy().into_owned(),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(kubelet_namespaces()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 fn wasm_and_native_containers_in_one_pod(engine_ctd: &Containerd) {
@@ -335,6 +262,40 @@ fn http_component_answers_at_the_pod_ip(engine_ctd: &Containerd) {
         // SIGTERM drains and exits 0: the pod's container ends Completed, not killed.
         cri.stop(&web, 10).expect("StopContainer");
         let s = exited(&cri, &web);
+        assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{s:?}");
+    }
+    // A WAGI module in the same pod, on another port.
+    let mut wagi = container("wagi", WAGI, &[], 64 << 20);
+    wagi.envs = [
+        ("WASMLET_HTTP_EXECUTOR", "wagi"),
+        ("WASMLET_HTTP_LISTEN", ":8081"),
+    ]
+    .map(|(key, value)| k8s_cri::v1::KeyValue {
+        key: key.into(),
+        value: value.into(),
+    })
+    .into();
+    let wagi = cri
+        .create(&pod, wagi, &pod_config)
+        .expect("CreateContainer (WAGI)");
+    let started = cri.start(&wagi);
+    if engine.name != "wasmtime" {
+        let e = started.expect_err("WAGI refused");
+        assert!(e.contains("asks for the WAGI executor"), "{e}");
+    } else {
+        started.expect("StartContainer (WAGI)");
+        let addr: std::net::SocketAddr = format!("{ip}:8081").parse().unwrap();
+        crate::http::wait_serving(addr);
+        let r = wasmlet_tests::http::request(addr, "POST", "/echo?from=pod", b"hi").unwrap();
+        assert_eq!(
+            (r.status, r.text()),
+            (
+                200,
+                "method=POST\npath=/echo\nquery=from=pod\nx-test=\nlength=2\nbody=hi\n".into()
+            )
+        );
+        cri.stop(&wagi, 10).expect("StopContainer (WAGI)");
+        let s = exited(&cri, &wagi);
         assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{s:?}");
     }
     cri.stop_pod(&pod).expect("StopPodSandbox");

@@ -1,7 +1,9 @@
-//! A small CRI client for the pod tests: the calls kubelet makes, over containerd's socket
-//! (k8s-cri on tonic), made synchronous for the tests.
+//! A small CRI client for the pod tests and the bench: the calls kubelet makes, over
+//! containerd's socket (k8s-cri on tonic), made synchronous, and the pod and container
+//! configurations kubelet sends.
 
 use std::future::Future;
+use std::path::Path;
 
 use containerd_client::tonic::transport::Channel;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
@@ -195,10 +197,83 @@ impl Cri {
         self.bounded(images.pull_image(req)).map(|r| r.image_ref)
     }
 
+    /// RemoveImage, as kubelet's image garbage collection makes it.
+    pub fn remove_image(&self, image: &str) -> Result<(), String> {
+        let req = RemoveImageRequest {
+            image: Some(ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+        };
+        let mut images = self.images.clone();
+        self.bounded(images.remove_image(req)).map(|_| ())
+    }
+
     pub fn pods(&self) -> Result<Vec<PodSandbox>, String> {
         let req = ListPodSandboxRequest { filter: None };
         self.call(|mut c| async move { c.list_pod_sandbox(req).await })
             .map(|r| r.items)
+    }
+}
+
+/// kubelet's defaults, for the pod and each container: the pod's network and IPC, a PID
+/// namespace per container.
+pub fn kubelet_namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: 0,
+        pid: 1,
+        ipc: 0,
+        ..Default::default()
+    }
+}
+
+/// A container of `image` running `command` under a memory limit (0: none), as kubelet
+/// configures one.
+pub fn container(name: &str, image: &str, command: &[&str], memory: i64) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        linux: Some(LinuxContainerConfig {
+            resources: Some(LinuxContainerResources {
+                memory_limit_in_bytes: memory,
+                ..Default::default()
+            }),
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(kubelet_namespaces()),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A pod named `name` (per engine) with its logs in `logs`, as kubelet configures one.
+pub fn pod_config(name: &str, engine: &str, logs: &Path) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: format!("{name}-{engine}"),
+            uid: format!("uid-{name}-{engine}"),
+            namespace: "wasmlet-e2e".into(),
+            attempt: 0,
+        }),
+        hostname: "wasmlet-pod".into(),
+        log_directory: logs.to_string_lossy().into_owned(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(kubelet_namespaces()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

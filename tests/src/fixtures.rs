@@ -106,3 +106,23 @@ pub fn unique(mut module: Vec<u8>, tag: &str) -> Vec<u8> {
     module.extend_from_slice(&payload);
     module
 }
+
+/// The static pause binary `make examples` builds for this host.
+pub fn pause_binary() -> PathBuf {
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    crate::target_dir().join(triple).join("release/pause")
+}
+
+/// The sandbox image CRI containerds use ([`crate::containerd::PAUSE_IMAGE`]): the locally
+/// built pause binary.
+pub fn pause_image() -> ImageSpec {
+    let pause = std::fs::read(pause_binary()).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (built by `make examples`)",
+            pause_binary().display()
+        )
+    });
+    let mut image = ImageSpec::new(crate::containerd::PAUSE_IMAGE).file("/pause", pause, 0o755);
+    image.entrypoint = vec!["/pause".into()];
+    image
+}

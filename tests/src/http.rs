@@ -5,16 +5,25 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// A response: status code and body.
+/// A response: status code, headers (names in lower case) and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Response {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The value of header `name` (lower case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -37,8 +46,23 @@ impl Client {
 
     /// Send one request and read its response.
     pub fn request(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<Response> {
+        self.request_with(method, path, &[], body)
+    }
+
+    /// The same with more request headers.
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: wasmlet.test\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: wasmlet.test\r\n{extra}Content-Length: {}\r\n\r\n",
             body.len()
         );
         let mut req = head.into_bytes();
@@ -60,6 +84,7 @@ impl Client {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| bad(&format!("bad status line {line:?}")))?;
         let (mut length, mut chunked) = (None, false);
+        let mut headers = Vec::new();
         loop {
             line.clear();
             self.reader.read_line(&mut line)?;
@@ -68,6 +93,7 @@ impl Client {
                 break;
             }
             let (name, value) = header.split_once(':').ok_or_else(|| bad("bad header"))?;
+            headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
             match name.to_ascii_lowercase().as_str() {
                 "content-length" => length = value.trim().parse::<usize>().ok(),
                 "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
@@ -94,7 +120,11 @@ impl Client {
             body.resize(n, 0);
             self.reader.read_exact(&mut body)?;
         }
-        Ok(Response { status, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -209,9 +239,21 @@ pub fn serve_image(
     image: &str,
     id: &str,
 ) -> SocketAddr {
+    serve_image_with(ctd, ns, runtime, image, id, &[])
+}
+
+/// [`serve_image`] with more `env` entries (`KEY=VALUE`).
+pub fn serve_image_with(
+    ctd: &crate::containerd::Containerd,
+    ns: &str,
+    runtime: &str,
+    image: &str,
+    id: &str,
+    env: &[&str],
+) -> SocketAddr {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let listen = format!("WASMLET_HTTP_LISTEN={addr}");
-    let args = [
+    let mut args = vec![
         "run",
         "-d",
         "--net-host",
@@ -219,9 +261,11 @@ pub fn serve_image(
         runtime,
         "--env",
         &listen,
-        image,
-        id,
     ];
+    for e in env {
+        args.extend(["--env", e]);
+    }
+    args.extend([image, id]);
     ctd.ctr(ns, &args).ok("ctr run -d (HTTP)");
     assert!(wait_serving(addr), "{image} does not serve http://{addr}/");
     addr

@@ -141,3 +141,13 @@ pub fn unix_socket_peers(pid: u32) -> Vec<(u64, u64)> {
         })
         .collect()
 }
+
+/// `VmRSS` of `pid` in KiB (0 once it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

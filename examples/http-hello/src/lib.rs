@@ -9,6 +9,8 @@
 //! - `GET /spin/<ms>` computes without pause for that long (other requests are still
 //!   answered meanwhile: the shim makes busy instances take turns);
 //! - `GET /sleep/<ms>` waits that long before answering (many requests in flight at once);
+//! - `GET /stream` answers with a body that never ends (1 KiB lines as fast as the client
+//!   takes them), until the client or the server's request timeout stops it;
 //! - anything else is a 404.
 //!
 //! Build: `cargo build --release -p http-hello --target wasm32-wasip2`.
@@ -27,6 +29,9 @@ impl wasip2::exports::http::incoming_handler::Guest for HttpHello {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_default();
         let method = request.method();
+        if matches!(method, Method::Get) && path == "/stream" {
+            return stream_forever(out);
+        }
         let (status, body) = match (&method, path.as_str()) {
             (Method::Get, "/") => (200, greeting(&method, &path).into_bytes()),
             (Method::Post, "/echo") => match read_body(&request) {
@@ -62,6 +67,25 @@ impl wasip2::exports::http::incoming_handler::Guest for HttpHello {
         };
         respond(out, status, &body);
     }
+}
+
+/// Answer 200 with a body that never ends, until a write fails (the client went away, or
+/// the host stopped the request).
+fn stream_forever(out: ResponseOutparam) {
+    let headers =
+        Fields::from_list(&[("content-type".into(), b"text/plain; charset=utf-8".to_vec())])
+            .expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let mut stream = outgoing.write().expect("stream taken once");
+    let mut line = [b'x'; 1024];
+    line[1023] = b'\n';
+    while stream
+        .write_all(&line)
+        .and_then(|()| std::io::Write::flush(&mut stream))
+        .is_ok()
+    {}
 }
 
 /// Compute, without waiting on anything, for `how_long`.

@@ -44,6 +44,25 @@ pub(crate) fn refuse_wasix(engine: &str, plan: &WasiPlan, bytes: &[u8]) -> Resul
     }
 }
 
+/// Refuse a WAGI container (`WASMLET_HTTP_EXECUTOR=wagi`) on `engine`, which does not
+/// serve HTTP: the message names the shim that does.
+#[cfg_attr(
+    not(any(feature = "wasmer", feature = "wamr", feature = "wasmedge")),
+    allow(dead_code)
+)]
+pub(crate) fn refuse_wagi(engine: &str, plan: &WasiPlan) -> Result<()> {
+    match plan.http_executor {
+        wasmlet_oci::http::Executor::WasiHttp => Ok(()),
+        wasmlet_oci::http::Executor::Wagi => Err(crate::error::Error::ModuleInvalid {
+            module: plan.entrypoint.guest_path.clone(),
+            message: format!(
+                "the container asks for the WAGI executor, which {engine} does not serve: use \
+                 the Wasmtime shim (runtime io.containerd.wasmtime.v1, containerd-shim-wasmtime-v1)"
+            ),
+        }),
+    }
+}
+
 /// How a module's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {

@@ -142,6 +142,7 @@ impl Engine for Wamr {
     }
 
     fn load(&self, plan: &WasiPlan, _cache: &ModuleCache) -> Result<WamrLoaded> {
+        super::refuse_wagi("WAMR", plan)?;
         match plan.entrypoint.kind {
             WasmKind::Module => {}
             WasmKind::Component => {
@@ -413,6 +414,7 @@ mod tests {
             http_listen: wasmlet_oci::http::DEFAULT_LISTEN,
             http_timeout: None,
             http_header_timeout: wasmlet_oci::http::DEFAULT_HEADER_TIMEOUT,
+            http_executor: Default::default(),
         }
     }
 

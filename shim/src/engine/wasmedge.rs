@@ -71,6 +71,7 @@ impl Engine for WasmEdge {
     }
 
     fn load(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmEdgePrepared> {
+        super::refuse_wagi("WasmEdge", plan)?;
         match plan.entrypoint.kind {
             WasmKind::Module => {}
             WasmKind::Component => return Err(invalid(

@@ -15,7 +15,14 @@ use http_body_util::{Either, Full};
 use hyper::body::{Body, Incoming};
 use hyper::{Request, Response, StatusCode};
 
+use super::log;
 use crate::error::{Error, Result};
+
+/// Connections waiting for accept at most.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// How often a run of accept errors is logged.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Requests served at once; more wait for a slot (the pooling allocator's instance count).
 pub const MAX_CONCURRENT_REQUESTS: usize = 1000;
@@ -45,8 +52,18 @@ impl From<String> for Failure {
     }
 }
 
+/// The addresses of the connection a request came by (in each request's extensions).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
 /// What answers requests: the engine's side of the server.
 pub trait Handler: Send + Sync + 'static {
+    /// What it serves, for the log (`wasi:http/proxy`, `WAGI`).
+    const KIND: &'static str;
+
     /// The response body type.
     type Body: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
 
@@ -62,6 +79,13 @@ pub trait Handler: Send + Sync + 'static {
 pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
     let listen_err = |source| Error::Listen { addr, source };
     let listener = TcpListener::bind(addr).map_err(listen_err)?;
+    // A deeper queue of connections waiting for accept than std's 128 (the kernel caps it
+    // at net.core.somaxconn): a crowd connecting at once waits there instead of having its
+    // SYNs dropped and retried seconds later.
+    let backlog = nix::sys::socket::Backlog::new(LISTEN_BACKLOG).map_err(std::io::Error::from);
+    backlog
+        .and_then(|b| nix::sys::socket::listen(&listener, b).map_err(std::io::Error::from))
+        .map_err(listen_err)?;
     listener.set_nonblocking(true).map_err(listen_err)?;
     Ok(listener)
 }
@@ -109,26 +133,35 @@ async fn accept_loop<H: Handler>(
     };
     if let Ok(addr) = listener.local_addr() {
         eprintln!(
-            "wasmlet: serving HTTP on http://{addr}/ (wasi:http/proxy, one instance per request)"
+            "wasmlet: serving HTTP on http://{addr}/ ({}, one instance per request)",
+            H::KIND
         );
     }
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
+    // When the last accept error was logged: a burst of them (out of descriptors while a
+    // crowd connects) is logged every ACCEPT_ERROR_LOG_EVERY, not ten times a second.
+    let mut accept_error_logged: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
-                    let conn = connection(stream, handler.clone(), slots.clone(), stopped.clone(), header_timeout);
+                    let local = stream.local_addr().unwrap_or(remote);
+                    let peer = Peer { local, remote };
+                    let conn = connection(stream, peer, handler.clone(), slots.clone(), stopped.clone(), header_timeout);
                     connections.spawn(conn);
                 }
                 Err(e) => {
                     // Out of descriptors or memory: wait for connections to close.
-                    eprintln!("wasmlet: accepting an HTTP connection: {e}");
+                    if accept_error_logged.is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_EVERY) {
+                        accept_error_logged = Some(std::time::Instant::now());
+                        log::line(format!("wasmlet: accepting an HTTP connection: {e} (waiting for connections to close)"));
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -142,12 +175,14 @@ async fn accept_loop<H: Handler>(
 
 async fn connection<H: Handler>(
     stream: tokio::net::TcpStream,
+    peer: Peer,
     handler: Arc<H>,
     slots: Arc<tokio::sync::Semaphore>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
     header_timeout: Duration,
 ) {
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(peer);
         let handler = handler.clone();
         let slots = slots.clone();
         async move {
@@ -157,7 +192,10 @@ async fn connection<H: Handler>(
             Ok::<_, Infallible>(match handler.handle(req, Slot(slot)).await {
                 Ok(response) => response.map(Either::Left),
                 Err(f) => {
-                    eprintln!("wasmlet: HTTP request failed ({}): {}", f.status, f.message);
+                    log::line(format!(
+                        "wasmlet: HTTP request failed ({}): {}",
+                        f.status, f.message
+                    ));
                     error_response(f.status).map(Either::Right)
                 }
             })
@@ -178,7 +216,7 @@ async fn connection<H: Handler>(
     };
     if let Err(e) = result {
         if !e.is_incomplete_message() {
-            eprintln!("wasmlet: HTTP connection: {e}");
+            log::line(format!("wasmlet: HTTP connection: {e}"));
         }
     }
 }

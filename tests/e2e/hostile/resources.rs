@@ -8,6 +8,7 @@ use std::time::Duration;
 use wasmlet_tests::cmd::eventually;
 use wasmlet_tests::containerd::Containerd;
 use wasmlet_tests::fixtures::{rootfs, wat};
+use wasmlet_tests::leaks::rss_kib;
 
 use super::engine::run_fixture;
 use crate::isolation::{busybox_rootfs, controller_file, default_spec, run_detached_config};
@@ -130,16 +131,6 @@ fn descriptors_run_out_as_an_error(ctd: &Containerd) {
     assert_clean(ctd, "openmany");
     let next = run_fixture(ctd, "after-openmany", "hello", &[]);
     assert_eq!(next.stdout_str(), "hello from wasm\n", "{engine}: {next:?}");
-}
-
-/// `VmRSS` of `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A module that writes to stdout and stderr without end, detached with nobody reading

@@ -95,6 +95,7 @@ impl Engine for Wasmer {
     }
 
     fn load(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmerLoaded> {
+        super::refuse_wagi("Wasmer", plan)?;
         match plan.entrypoint.kind {
             WasmKind::Module => {}
             WasmKind::Component => return Err(invalid(

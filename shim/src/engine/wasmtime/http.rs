@@ -46,6 +46,15 @@ pub(super) fn flavour() -> Result<Flavour> {
     })
 }
 
+/// Tick `engine`'s epoch every [`YIELD_EVERY`] (on a thread of its own, for the process's
+/// life), so that its busy instances yield.
+pub(super) fn tick_epochs(engine: wasmtime::Engine) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(YIELD_EVERY);
+        engine.increment_epoch();
+    });
+}
+
 /// Serves requests with a fresh instance of a `wasi:http/proxy` component each.
 pub struct ProxyHandler {
     pre: ProxyPre<P2Ctx>,
@@ -70,11 +79,7 @@ pub(super) fn prepare(
 
 /// Serve until SIGTERM, ticking the engine's epoch for the instances' yields.
 pub(super) fn serve(handler: ProxyHandler, listener: TcpListener) -> Exit {
-    let engine = handler.pre.engine().clone();
-    std::thread::spawn(move || loop {
-        std::thread::sleep(YIELD_EVERY);
-        engine.increment_epoch();
-    });
+    tick_epochs(handler.pre.engine().clone());
     let header_timeout = handler.plan.http_header_timeout;
     Exit::code(crate::http::server::serve(
         listener,
@@ -94,6 +99,7 @@ impl WasiHttpView for P2Ctx {
 }
 
 impl Handler for ProxyHandler {
+    const KIND: &'static str = "wasi:http/proxy";
     type Body = HyperOutgoingBody;
 
     async fn handle(
@@ -116,6 +122,9 @@ impl Handler for ProxyHandler {
             .map_err(|e| Failure::from(format!("{e:#}")))?;
         let pre = self.pre.clone();
         let timeout = self.plan.http_timeout;
+        // Fired when the instance is stopped after it answered (the request timeout, a trap):
+        // its body, still streaming, then ends with an error instead of stalling for ever.
+        let (stopped, on_stop) = tokio::sync::oneshot::channel::<()>();
         // The instance runs on its own task: it may keep streaming the body after it has
         // set the response. It holds its slot until its store (and pool slots) are gone,
         // also when the task is aborted, and it is stopped at the request timeout, if any.
@@ -133,14 +142,18 @@ impl Handler for ProxyHandler {
                 Some(t) => match tokio::time::timeout(t, work).await {
                     Ok(r) => r,
                     Err(_) => {
+                        let _ = stopped.send(());
                         return Err(Failure {
                             status: StatusCode::GATEWAY_TIMEOUT,
                             message: format!("the request took longer than its timeout of {t:?}"),
-                        })
+                        });
                     }
                 },
                 None => work.await,
             };
+            if result.is_err() {
+                let _ = stopped.send(());
+            }
             result.map_err(|e| {
                 let cap = &store.data().cap;
                 Failure::from(match cap.limit {
@@ -157,7 +170,12 @@ impl Handler for ProxyHandler {
         let answer = rx.await;
         abort.answered();
         match answer {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(response.map(|body| {
+                http_body_util::BodyExt::boxed_unsync(EndsWithInstance {
+                    body,
+                    on_stop: Some(on_stop),
+                })
+            })),
             Ok(Err(code)) => Err(format!("the component answered with error {code:?}").into()),
             Err(_) => Err(match task.await {
                 Ok(Ok(())) => "the component never set a response".to_string().into(),
@@ -165,6 +183,49 @@ impl Handler for ProxyHandler {
                 Err(e) => format!("the request's task failed: {e}").into(),
             }),
         }
+    }
+}
+
+/// A response body that fails (so hyper closes the connection) once its instance has been
+/// stopped: the body of a stopped instance would otherwise never end, and its client would
+/// wait for ever.
+struct EndsWithInstance {
+    body: HyperOutgoingBody,
+    on_stop: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl hyper::body::Body for EndsWithInstance {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>>
+    {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Some(on_stop) = this.on_stop.as_mut() {
+            match std::pin::Pin::new(on_stop).poll(cx) {
+                Poll::Ready(Ok(())) => {
+                    this.on_stop = None;
+                    return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseTimeout)));
+                }
+                // The instance ended on its own: the body ends as it says.
+                Poll::Ready(Err(_)) => this.on_stop = None,
+                Poll::Pending => {}
+            }
+        }
+        std::pin::Pin::new(&mut this.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

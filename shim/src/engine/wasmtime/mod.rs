@@ -1,14 +1,16 @@
 //! The Wasmtime engine: WASI preview 1 core modules, preview 2 components
-//! (`wasi:cli/run`), and `wasi:http/proxy` components (`http`). This module (this file
-//! and its `http` child) is the only place that imports `wasmtime`, `wasmtime-wasi` and
-//! `wasmtime-wasi-http`.
+//! (`wasi:cli/run`), `wasi:http/proxy` components (`http`) and WAGI modules (`wagi`). This
+//! module (this file and its `http` and `wagi` children) is the only place that imports
+//! `wasmtime`, `wasmtime-wasi` and `wasmtime-wasi-http`.
 
 mod http;
+mod wagi;
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use wasmlet_oci::http::Executor;
 use wasmlet_oci::{WasiPlan, WasmKind};
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{
@@ -82,6 +84,10 @@ pub enum WasmtimeLoaded {
     Http {
         pre: ProxyPre<P2Ctx>,
     },
+    Wagi {
+        pre: InstancePre<CoreData>,
+        export: String,
+    },
 }
 
 /// A module or component, linked and with its WASI context, ready to instantiate.
@@ -97,6 +103,10 @@ pub enum WasmtimePrepared {
     },
     Http {
         handler: ProxyHandler,
+        listener: TcpListener,
+    },
+    Wagi {
+        handler: wagi::WagiHandler,
         listener: TcpListener,
     },
 }
@@ -271,9 +281,14 @@ impl Wasmtime {
     fn load_core(&self, plan: &WasiPlan, cache: &ModuleCache) -> Result<WasmtimeLoaded> {
         let bytes = read_module(plan)?;
         super::refuse_wasix("Wasmtime", plan, &bytes)?;
-        let sync = Flavour::get(&self.sync, Flavour::sync)?;
+        // A WAGI module serves requests: the HTTP engine's pool and epoch yields.
+        let wagi = plan.http_executor == Executor::Wagi;
+        let flavour = match wagi {
+            true => Flavour::get(&self.http, http::flavour)?,
+            false => Flavour::get(&self.sync, Flavour::sync)?,
+        };
         let module: Module = load(
-            sync,
+            flavour,
             &bytes,
             plan,
             cache,
@@ -307,7 +322,13 @@ impl Wasmtime {
                 });
             }
         }
-        let mut linker: Linker<CoreData> = Linker::new(&sync.engine);
+        let mut linker: Linker<CoreData> = Linker::new(&flavour.engine);
+        if wagi {
+            wasmtime_wasi::p1::add_to_linker_async(&mut linker, |d: &mut CoreData| &mut d.wasi)
+                .map_err(engine_err)?;
+            let pre = linker.instantiate_pre(&module).map_err(invalid(plan))?;
+            return Ok(WasmtimeLoaded::Wagi { pre, export });
+        }
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |d: &mut CoreData| &mut d.wasi)
             .map_err(engine_err)?;
         let pre = linker.instantiate_pre(&module).map_err(invalid(plan))?;
@@ -319,6 +340,12 @@ impl Wasmtime {
             return Err(Error::ModuleInvalid {
                 module: plan.entrypoint.guest_path.clone(),
                 message: "components run `wasi:cli/run` or serve `wasi:http/incoming-handler`; `#export` selects functions of core modules only".into(),
+            });
+        }
+        if plan.http_executor == Executor::Wagi {
+            return Err(Error::ModuleInvalid {
+                module: plan.entrypoint.guest_path.clone(),
+                message: "the WAGI executor runs WASI preview 1 modules; this is a component (serve it as wasi:http without WASMLET_HTTP_EXECUTOR)".into(),
             });
         }
         let bytes = read_module(plan)?;
@@ -396,6 +423,10 @@ impl Loaded for WasmtimeLoaded {
                 let (handler, listener) = http::prepare(pre, plan)?;
                 WasmtimePrepared::Http { handler, listener }
             }
+            WasmtimeLoaded::Wagi { pre, export } => {
+                let (handler, listener) = wagi::prepare(pre, export, plan)?;
+                WasmtimePrepared::Wagi { handler, listener }
+            }
         })
     }
 }
@@ -428,6 +459,7 @@ impl Prepared for WasmtimePrepared {
                 exit(result, &store.data().cap)
             }
             WasmtimePrepared::Http { handler, listener } => http::serve(handler, listener),
+            WasmtimePrepared::Wagi { handler, listener } => wagi::serve(handler, listener),
             WasmtimePrepared::Component { pre, ctx } => {
                 let mut store = Store::new(pre.engine(), ctx);
                 store.limiter(|d| &mut d.cap);

@@ -12,6 +12,7 @@
 mod http;
 mod memory;
 mod pull;
+mod pull_cri;
 mod start;
 
 use std::path::Path;
@@ -145,6 +146,20 @@ fn main() {
             .iter()
             .filter(|e| opts.shim_dir.join(e.shim).exists())
             .collect();
+        if !section("start") {
+            // Only some sections asked for (BENCH_SECTIONS): those run on the primary version.
+            if primary {
+                if section("http") {
+                    http::http_throughput(&ctd);
+                }
+                if section("pull") {
+                    pull::pull_to_exit(&ctd, opts, &hello, busybox);
+                }
+            }
+            drop(ctd);
+            wasmlet_tests::leaks::remove_cgroup_parent(NS);
+            continue;
+        }
         let firsts: Vec<(&str, Duration)> = engines
             .iter()
             .map(|e| {
@@ -169,9 +184,11 @@ fn main() {
             start::big_module(&ctd, &engines);
         }
         let pss = memory::idle_table(&ctd, &engines);
-        if primary {
+        if primary && section("http") {
             http::http_throughput(&ctd);
-            pull::pull_to_exit(&ctd, &hello, busybox);
+        }
+        if primary && section("pull") {
+            pull::pull_to_exit(&ctd, opts, &hello, busybox);
         }
         drop(ctd);
         wasmlet_tests::leaks::remove_cgroup_parent(NS);
@@ -224,6 +241,16 @@ pub fn engine_of(rt: &Runtime) -> &'static str {
     rt.runtime
         .trim_start_matches("io.containerd.")
         .trim_end_matches(".v1")
+}
+
+/// Whether `name` (start, http, pull) is among the sections `BENCH_SECTIONS` asks for
+/// (comma-separated; all when unset). `start` is start-to-exit, exec, the big module and
+/// memory, on every version; `http` and `pull` run on the primary version.
+fn section(name: &str) -> bool {
+    match std::env::var("BENCH_SECTIONS") {
+        Ok(v) if !v.trim().is_empty() => v.split(',').any(|s| s.trim() == name),
+        _ => true,
+    }
 }
 
 pub fn runs() -> usize {

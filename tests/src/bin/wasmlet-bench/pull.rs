@@ -4,14 +4,15 @@
 //! collected) before every pull. The hello example as wasm under our shim, against a static
 //! busybox `echo` under runc (the baseline) and the same hello example built natively
 //! (`<arch>-unknown-linux-musl`, static) in a scratch image under runc. What each pull
-//! fetches (manifest, config, layers) is reported too, with the wasm-layer form's.
+//! fetches (manifest, config, layers) is reported too, with the wasm-layer form's. Then the
+//! same images through kubelet's calls ([`crate::pull_cri`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use wasmlet_oci::image::{build, Form, ImageSpec};
 use wasmlet_oci::registry::{push, PushOptions};
-use wasmlet_tests::containerd::Containerd;
+use wasmlet_tests::containerd::{Containerd, Options};
 use wasmlet_tests::fixtures::module_image;
 use wasmlet_tests::registry::Registry;
 
@@ -26,20 +27,23 @@ fn native_hello() -> std::path::PathBuf {
     ))
 }
 
-/// One row: what runs, under which runtime, from which image.
-struct Row {
-    name: &'static str,
-    runtime: &'static str,
-    spec: ImageSpec,
+/// One row: what runs, under which runtime (and CRI handler), from which image.
+pub struct Row {
+    pub name: &'static str,
+    pub runtime: &'static str,
+    pub handler: &'static str,
+    pub spec: ImageSpec,
+    /// The container's command through CRI (empty: the image's entrypoint).
+    pub command: Vec<String>,
 }
 
 /// Bytes a pull of `spec` fetches: its manifest, config and layers (all uncompressed).
-fn pull_size(spec: &ImageSpec) -> usize {
+pub fn pull_size(spec: &ImageSpec) -> usize {
     let built = build(spec).unwrap_or_else(|e| panic!("{e}"));
     built.manifest.data.len() + built.blobs.iter().map(|b| b.data.len()).sum::<usize>()
 }
 
-pub fn pull_to_exit(ctd: &Containerd, hello: &[u8], busybox: &Path) {
+pub fn pull_to_exit(ctd: &Containerd, opts: &Options, hello: &[u8], busybox: &Path) {
     println!("\npull then run, from a local registry (ctr image pull + ctr run --rm)");
     if let Some(why) = wasmlet_tests::registry::unavailable() {
         println!("  left out: {why}");
@@ -61,12 +65,16 @@ pub fn pull_to_exit(ctd: &Containerd, hello: &[u8], busybox: &Path) {
         Row {
             name: RUNC.name,
             runtime: RUNC.runtime,
+            handler: "runc",
             spec: own(bb),
+            command: Vec::new(),
         },
         Row {
             name: OURS.name,
             runtime: OURS.runtime,
+            handler: "wasmtime",
             spec: own(module_image(&reference("hello-wasm"), hello.to_vec())),
+            command: Vec::new(),
         },
     ];
     match std::fs::read(native_hello()) {
@@ -76,7 +84,9 @@ pub fn pull_to_exit(ctd: &Containerd, hello: &[u8], busybox: &Path) {
             rows.push(Row {
                 name: "runc hello (native, musl, static)",
                 runtime: RUNC.runtime,
+                handler: "runc",
                 spec: own(spec),
+                command: Vec::new(),
             });
         }
         Err(e) => println!(
@@ -88,7 +98,23 @@ pub fn pull_to_exit(ctd: &Containerd, hello: &[u8], busybox: &Path) {
         plain_http: true,
         credentials: None,
     };
-    for row in &rows {
+    // The wasm-layer artifact of the same module (CRI pulls it; `ctr run` cannot run it):
+    // the container names its module, as the artifact's config has no entrypoint.
+    // A wasm-layer image holds modules only: this run's own mark is a custom section.
+    let mut layers = ImageSpec::new(&reference("hello-layers")).file(
+        "/hello.wasm",
+        wasmlet_tests::fixtures::unique(hello.to_vec(), &nonce),
+        0o644,
+    );
+    layers.form = Form::WasmLayers;
+    let layers = Row {
+        name: "wasmlet (wasmtime) wasm-layer artifact",
+        runtime: OURS.runtime,
+        handler: "wasmtime",
+        spec: layers,
+        command: vec!["hello.wasm".into()],
+    };
+    for row in rows.iter().chain([&layers]) {
         push(&row.spec, &row.spec.name, &plain).unwrap_or_else(|e| panic!("{e}"));
     }
     let runs = crate::runs().min(15);
@@ -120,13 +146,12 @@ pub fn pull_to_exit(ctd: &Containerd, hello: &[u8], busybox: &Path) {
             total(t).as_secs_f64() / baseline.as_secs_f64()
         );
     }
-    let mut layers = module_image(&reference("hello-layers"), hello.to_vec());
-    layers.form = Form::WasmLayers;
-    layers.entrypoint.clear();
     println!(
         "  the same module as a wasm-layer artifact: {:.1} kB (CRI pulls it; `ctr run` cannot run it)",
-        pull_size(&layers) as f64 / 1000.0
+        pull_size(&layers.spec) as f64 / 1000.0
     );
+    rows.push(layers);
+    crate::pull_cri::pull_to_running(opts, &registry, &rows, runs);
 }
 
 /// Remove the image (and, `--sync`, its content), pull it, run it: (pull, run) times.

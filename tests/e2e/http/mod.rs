@@ -13,6 +13,9 @@ use crate::images::refuses_components;
 use crate::lifecycle::task_status;
 use crate::support::{assert_clean, ns, rt, Test};
 
+mod hostile;
+pub mod wagi;
+
 pub const TESTS: &[(&str, Test)] = &[
     (
         "http::proxy_component_serves_requests_and_drains_on_sigterm",
@@ -33,7 +36,11 @@ pub const TESTS: &[(&str, Test)] = &[
     ("http::bad_listen_address_fails_create", bad_listen_address),
     (
         "http::slow_idle_crowding_and_oversized_clients_are_cut_off",
-        hostile_clients,
+        hostile::hostile_clients,
+    ),
+    (
+        "http::a_response_streaming_forever_ends_at_the_request_timeout",
+        hostile::streaming_forever,
     ),
 ];
 
@@ -50,7 +57,7 @@ fn start(ctd: &Containerd, id: &str, dir: &std::path::Path, listen: &str) -> Out
 }
 
 /// The same with `memory` bytes and more `env` entries.
-fn start_with(
+pub(crate) fn start_with(
     ctd: &Containerd,
     id: &str,
     dir: &std::path::Path,
@@ -83,7 +90,7 @@ fn start_with(
 /// The example started as `id` (see [`start_with`]) and answering on a free port of
 /// 127.0.0.1: its rootfs (keep it) and address; `None` when the engine refuses components
 /// (said with the message the test checks), with nothing left behind.
-fn serving(
+pub(crate) fn serving(
     ctd: &Containerd,
     id: &str,
     memory: &str,
@@ -250,7 +257,7 @@ fn request_timeout(ctd: &Containerd) {
 
 /// SIGTERM `id`, which must stop within 10 s with exit code 0, then remove it and check
 /// that it left nothing.
-fn stop_gracefully(ctd: &Containerd, id: &str) {
+pub(crate) fn stop_gracefully(ctd: &Containerd, id: &str) {
     ctd.ctr(ns(ctd), &["task", "kill", id]).ok("ctr task kill");
     let stopped = eventually(Duration::from_secs(10), || {
         task_status(ctd, id).is_some_and(|(s, _)| s == "STOPPED")
@@ -267,7 +274,7 @@ fn stop_gracefully(ctd: &Containerd, id: &str) {
 }
 
 /// CPU time (user + system, in clock ticks of 1/100 s) of process `pid` and its threads.
-fn cpu_ticks(pid: u32) -> u64 {
+pub(crate) fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
     // utime and stime are fields 14 and 15 of stat(5); this slice starts at field 3.
@@ -299,83 +306,4 @@ fn bad_listen_address(ctd: &Containerd) {
     );
     let _ = ctd.ctr(ns(ctd), &["container", "rm", "http-bad"]);
     assert_clean(ctd, "http-bad");
-}
-
-/// Whether the server closes `stream` within 5 s (it may answer first, e.g. 408).
-fn closed_by_server(mut stream: std::net::TcpStream) -> bool {
-    use std::io::Read;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
-        }
-    }
-}
-
-/// Clients that would hold the server's connections (`WASMLET_HTTP_HEADER_TIMEOUT=1s`): a
-/// slowloris (a request head never finished), a silent connection and an idle keep-alive
-/// one are each closed after the timeout; 1100 silent connections, past the container's
-/// 1024 descriptors, keep no one out once they time out; a head of 200 headers is refused
-/// with 431.
-fn hostile_clients(ctd: &Containerd) {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
-    let env = ["WASMLET_HTTP_HEADER_TIMEOUT=1s"];
-    let Some((_dir, addr)) = serving(ctd, "http-hostile", "67108864", &env) else {
-        return;
-    };
-    // This process holds 1100 connections and more: raise its own descriptor limit.
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    setrlimit(Resource::RLIMIT_NOFILE, hard.max(4096), hard.max(4096)).unwrap();
-
-    let mut slowloris = TcpStream::connect(addr).unwrap();
-    slowloris
-        .write_all(b"GET / HTTP/1.1\r\nHost: wasmlet.test\r\n")
-        .unwrap();
-    let silent = TcpStream::connect(addr).unwrap();
-    let mut idle = wasmlet_tests::http::Client::connect(addr).unwrap();
-    assert_eq!(idle.request("GET", "/", b"").unwrap().status, 200);
-    assert!(
-        closed_by_server(slowloris),
-        "a slowloris client kept its connection"
-    );
-    assert!(
-        closed_by_server(silent),
-        "a silent client kept its connection"
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        idle.request("GET", "/", b"").is_err(),
-        "an idle keep-alive connection outlived the header timeout"
-    );
-
-    let crowd: Vec<TcpStream> = (0..1100)
-        .map(|_| TcpStream::connect(addr).unwrap())
-        .collect();
-    let served = eventually(Duration::from_secs(15), || {
-        request(addr, "GET", "/", b"").is_ok_and(|r| r.status == 200)
-    });
-    assert!(served, "1100 silent connections kept a client out");
-    drop(crowd);
-
-    let mut big = TcpStream::connect(addr).unwrap();
-    let mut head = String::from("GET / HTTP/1.1\r\nHost: wasmlet.test\r\n");
-    for i in 0..200 {
-        head.push_str(&format!("X-Header-{i}: v\r\n"));
-    }
-    head.push_str("\r\n");
-    big.write_all(head.as_bytes()).unwrap();
-    big.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut answer = Vec::new();
-    let _ = big.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer:?}");
-    assert_eq!(request(addr, "GET", "/", b"").unwrap().status, 200);
-    stop_gracefully(ctd, "http-hostile");
 }
