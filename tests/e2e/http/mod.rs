@@ -192,13 +192,7 @@ fn serves_requests(ctd: &Containerd) {
         std::thread::sleep(Duration::from_millis(300));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let before = cpu_ticks(pid);
-    std::thread::sleep(Duration::from_secs(1));
-    let spent = cpu_ticks(pid) - before;
-    assert!(
-        spent < 50,
-        "the server used {spent} of 100 ticks after the client left"
-    );
+    assert_idle(pid, "the server after the client left");
 
     // SIGTERM: the server stops accepting, finishes, and exits 0 (not 143).
     stop_gracefully(ctd, "http");
@@ -245,12 +239,7 @@ fn request_timeout(ctd: &Containerd) {
         );
     }
     let (_, pid) = task_status(ctd, "http-timeout").expect("task listed");
-    let before = cpu_ticks(pid);
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(
-        cpu_ticks(pid) - before < 50,
-        "a timed-out instance still computes"
-    );
+    assert_idle(pid, "a timed-out instance");
     assert_eq!(request(addr, "GET", "/sleep/100", b"").unwrap().status, 200);
     stop_gracefully(ctd, "http-timeout");
 }
@@ -273,8 +262,20 @@ pub(crate) fn stop_gracefully(ctd: &Containerd, id: &str) {
     assert_clean(ctd, id);
 }
 
+/// Assert that process `pid` (with its threads) uses less than half a CPU over the next
+/// second: `what` (an instance that should be stopped) no longer computes.
+pub(crate) fn assert_idle(pid: u32, what: &str) {
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(pid) - before;
+    assert!(
+        spent < 50,
+        "{what} still computes: {spent} of 100 ticks in 1 s"
+    );
+}
+
 /// CPU time (user + system, in clock ticks of 1/100 s) of process `pid` and its threads.
-pub(crate) fn cpu_ticks(pid: u32) -> u64 {
+fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
     // utime and stime are fields 14 and 15 of stat(5); this slice starts at field 3.
